@@ -1,0 +1,15 @@
+# transformer-dynamics: the residual stream of transformer LMs as a dynamical system.
+# Fernando & Guitchounts, arXiv 2502.12131. See README.md and docs/.
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/corpus.smk"
+include: "rules/extract.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

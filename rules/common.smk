@@ -1,0 +1,102 @@
+# Config validation, model/condition/unit-block lists and target functions.
+# Other rule files use these names; they do not re-derive them.
+
+import math
+from pathlib import Path
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+validate(config, "../workflow/schemas/config.schema.yaml", set_default=True)
+
+from transformer_dynamics.models import model_dims  # noqa: E402
+
+MODELS = list(config["models"])
+CONDITIONS = list(config["conditions"])
+RESULTS = "results"
+ENV = "../envs/transformer-dynamics.yaml"
+
+_DIMS = {
+    m: model_dims(spec["source"], {k: spec[k] for k in ("n_layers", "d_model") if k in spec})
+    for m, spec in config["models"].items()
+}
+
+
+def n_layers(model):
+    return _DIMS[model][0]
+
+
+def d_model(model):
+    return _DIMS[model][1]
+
+
+def unit_blocks(model):
+    """Block ids 000, 001, ... covering the model's D units in blocks of analysis.unit_block."""
+    return [f"{b:03d}" for b in range(math.ceil(d_model(model) / config["analysis"]["unit_block"]))]
+
+
+def unit_range(model, block):
+    size = config["analysis"]["unit_block"]
+    u0 = int(block) * size
+    return u0, min(d_model(model), u0 + size)
+
+
+def _check_extraction_config():
+    ex = config["extraction"]
+    if ex["shard_size"] % ex["sample_chunk"]:
+        raise ValueError(
+            f"extraction.shard_size ({ex['shard_size']}) must be a multiple of extraction.sample_chunk "
+            f"({ex['sample_chunk']}): shards write whole Zarr chunks"
+        )
+    if config["corpus"]["min_chars"] >= config["corpus"]["max_chars"] - 1:
+        raise ValueError("corpus.min_chars must be smaller than corpus.max_chars - 1 (bounds are strict)")
+
+
+_check_extraction_config()
+
+
+def shards():
+    """Shard ids 000, 001, ... of n_samples in blocks of extraction.shard_size."""
+    return [f"{s:03d}" for s in range(math.ceil(config["n_samples"] / config["extraction"]["shard_size"]))]
+
+
+def shard_rows(shard):
+    size = config["extraction"]["shard_size"]
+    s0 = int(shard) * size
+    return s0, min(config["n_samples"], s0 + size)
+
+
+def model_param(model, key):
+    return config["models"][model][key]
+
+
+def model_device(model):
+    dev = config["models"][model]["device"]
+    if dev == "auto":
+        from transformer_dynamics.models import resolve_device
+
+        return resolve_device("auto")
+    return dev
+
+
+def model_mem_mb(model):
+    """Memory for jobs that hold the model: weights in their dtype plus working space."""
+    spec = config["models"][model]
+    if "mem_mb" in spec:
+        return spec["mem_mb"]
+    L, D = _DIMS[model]
+    params = 12 * L * D * D + 2 * 50_000 * D  # transformer blocks + embeddings, rough
+    bytes_per = 4 if spec["dtype"] == "float32" else 2
+    return int(2000 + 2.5 * params * bytes_per / 1e6)
+
+
+def store_path(model, condition):
+    return f"{RESULTS}/{model}/activations/{condition}.zarr"
+
+
+def all_targets():
+    targets = []
+    for m in MODELS:
+        targets += [store_path(m, c) for c in CONDITIONS]
+    return targets

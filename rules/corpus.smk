@@ -1,0 +1,26 @@
+# §2.1 Data: length filter, deduplication, seeded draw of n_samples texts.
+
+
+rule filter_corpus:
+    output:
+        samples=f"{RESULTS}/corpus/samples.parquet",
+        meta=f"{RESULTS}/corpus/corpus.json",
+    params:
+        source=config["corpus"]["source"],
+        split=config["corpus"]["split"],
+        min_chars=config["corpus"]["min_chars"],
+        max_chars=config["corpus"]["max_chars"],
+        n_samples=config["n_samples"],
+        seed=config["seed"],
+    log:
+        f"{RESULTS}/logs/filter_corpus.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/filter_corpus.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    conda:
+        ENV
+    script:
+        "../scripts/filter_corpus.py"

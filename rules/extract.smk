@@ -1,0 +1,76 @@
+# §2.1 Capture: tokenise (BOS first; shuffled-token control), then capture the residual
+# stream at the last token of every sample, sharded over samples, into a chunked Zarr store.
+
+
+rule tokenize:
+    input:
+        samples=rules.filter_corpus.output.samples,
+    output:
+        tokens=expand(f"{RESULTS}/{{model}}/tokens/{{condition}}.parquet", condition=CONDITIONS, allow_missing=True),
+    params:
+        source=lambda w: model_param(w.model, "source"),
+        conditions=CONDITIONS,
+        seed=config["seed"],
+    log:
+        f"{RESULTS}/logs/{{model}}/tokenize.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/{{model}}/tokenize.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    conda:
+        ENV
+    script:
+        "../scripts/tokenize.py"
+
+
+rule extract_shard:
+    input:
+        tokens=f"{RESULTS}/{{model}}/tokens/{{condition}}.parquet",
+        corpus_meta=rules.filter_corpus.output.meta,
+    output:
+        store=temp(directory(f"{RESULTS}/{{model}}/activations/shards/{{condition}}/{{shard}}.zarr")),
+    params:
+        model=lambda w: config["models"][w.model],
+        rows=lambda w: shard_rows(w.shard),
+        batch_size=config["batch_size"],
+        sample_chunk=config["extraction"]["sample_chunk"],
+        unit_chunk=config["extraction"]["unit_chunk"],
+        seed=config["seed"],
+    log:
+        f"{RESULTS}/logs/{{model}}/extract/{{condition}}/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/{{model}}/extract/{{condition}}/{{shard}}.tsv"
+    threads: config["extraction"]["threads"]
+    resources:
+        mem_mb=lambda w: model_mem_mb(w.model),
+        runtime=240,
+        gpu=lambda w: 1 if model_device(w.model) == "cuda" else 0,
+    conda:
+        ENV
+    script:
+        "../scripts/extract_shard.py"
+
+
+rule gather_activations:
+    input:
+        shards=lambda w: expand(
+            f"{RESULTS}/{w.model}/activations/shards/{w.condition}/{{shard}}.zarr", shard=shards()
+        ),
+    output:
+        store=directory(f"{RESULTS}/{{model}}/activations/{{condition}}.zarr"),
+    params:
+        offsets=[shard_rows(s)[0] for s in shards()],
+    log:
+        f"{RESULTS}/logs/{{model}}/gather_activations/{{condition}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/{{model}}/gather_activations/{{condition}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    conda:
+        ENV
+    script:
+        "../scripts/gather_activations.py"

@@ -1,0 +1,42 @@
+"""Rule extract_shard: capture one shard of samples into its own Zarr store (§2.1)."""
+import json
+
+import pandas as pd
+
+from transformer_dynamics.extraction import extract_to_store
+from transformer_dynamics.models import load_model, software_versions
+from transformer_dynamics.rulelog import rule_logging
+
+with rule_logging(snakemake):
+    p = snakemake.params
+    tokens = pd.read_parquet(snakemake.input.tokens)
+    s0, s1 = p.rows
+    width = int(tokens["n_tokens"].max())
+    tokens = tokens.iloc[s0:s1]
+    with open(snakemake.input.corpus_meta) as fh:
+        corpus_meta = json.load(fh)
+    loaded = load_model(p.model["source"], p.model["dtype"], p.model["device"], seed=p.model["init_seed"])
+    attrs = {
+        "model": snakemake.wildcards.model,
+        **{f"model_{k}": v for k, v in loaded.info.items()},
+        "condition": snakemake.wildcards.condition,
+        "corpus": corpus_meta,
+        "seed": p.seed,
+        "software": software_versions(),
+        "shard_rows": [s0, s1],
+    }
+    batch = p.batch_size
+    stats = extract_to_store(
+        loaded,
+        snakemake.output.store,
+        tokens["sample"].to_numpy(),
+        tokens["corpus_index"].to_numpy(),
+        [list(t) for t in tokens["token_ids"]],
+        texts=list(tokens["text"]) if "text" in tokens else None,
+        max_positions=width,
+        sample_chunk=p.sample_chunk,
+        unit_chunk=p.unit_chunk,
+        max_batch=None if batch == "auto" else int(batch),
+        attrs=attrs,
+    )
+    print(json.dumps(stats))

@@ -1,0 +1,7 @@
+"""Rule gather_activations: concatenate the shard stores into one store per condition."""
+from transformer_dynamics.extraction import gather_shards
+from transformer_dynamics.rulelog import rule_logging
+
+with rule_logging(snakemake):
+    gather_shards(list(snakemake.input.shards), snakemake.output.store, snakemake.params.offsets)
+    print(f"gathered {len(snakemake.input.shards)} shards into {snakemake.output.store}")

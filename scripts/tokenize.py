@@ -1,0 +1,14 @@
+"""Rule tokenize: BOS-first token ids and the shuffled-token control (§2.1)."""
+import pandas as pd
+
+from transformer_dynamics import corpus
+from transformer_dynamics.models import load_tokenizer
+from transformer_dynamics.rulelog import rule_logging
+
+with rule_logging(snakemake):
+    samples = pd.read_parquet(snakemake.input.samples)
+    tokenizer = load_tokenizer(snakemake.params.source)
+    for condition, path in zip(snakemake.params.conditions, snakemake.output.tokens):
+        table = corpus.token_table(samples, tokenizer, condition, snakemake.params.seed)
+        table.to_parquet(path, index=False)
+        print(f"{condition}: {len(table)} samples, {table['n_tokens'].sum()} tokens -> {path}")

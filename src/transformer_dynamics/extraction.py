@@ -1,0 +1,142 @@
+"""Extraction: token ids -> residual-stream captures -> Zarr store, chunk by chunk (§2.1).
+
+A run is resumable: each sample chunk is captured, checked for NaN/inf, written and only then
+marked done, so a killed run restarted with the same inputs continues at the first
+unfinished chunk and never recomputes a finished one. Batches are formed inside a chunk
+(length-sorted), so the numbers of a chunk do not depend on how the samples were sharded.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import store
+from .capture import capture_last_token, check_finite, sublayer_labels
+from .models import LoadedModel
+
+
+def _fingerprint(attrs: dict[str, Any]) -> str:
+    return store.dumps_attrs({k: v for k, v in attrs.items() if k not in {"complete"}})
+
+
+def extract_to_store(
+    loaded: LoadedModel,
+    path: str | Path,
+    sample_ids: np.ndarray,
+    corpus_index: np.ndarray,
+    token_ids: Sequence[Sequence[int]],
+    texts: Sequence[str] | None = None,
+    max_positions: int | None = None,
+    sample_chunk: int = 64,
+    unit_chunk: int = 64,
+    max_tokens: int | None = None,
+    max_batch: int | None = None,
+    attrs: dict[str, Any] | None = None,
+    work_path: str | Path | None = None,
+    log: Any = sys.stderr,
+) -> dict[str, float]:
+    """Capture every sequence and write a complete store at ``path``.
+
+    Parameters
+    ----------
+    loaded : LoadedModel
+    path : path of the store to produce.
+    sample_ids, corpus_index : ndarray, shape (n,)
+    token_ids : list of n token-id lists (BOS first).
+    texts : the original texts, or None (shuffled condition).
+    max_positions : width of ``token_ids`` in the store (default: longest sequence).
+    sample_chunk, unit_chunk : chunk shape of ``rs`` (see :mod:`store`).
+    max_tokens : padded tokens per batch (None: device default).
+    max_batch : sequences per batch instead of a token budget.
+    attrs : provenance written into the store; a resume requires identical attrs.
+    work_path : write here and move to ``path`` when complete (default ``path + '.partial'``).
+        A partial store with the same attrs is resumed.
+
+    Returns
+    -------
+    dict with ``seconds``, ``tokens`` and ``chunks_computed``.
+    """
+    path = Path(path)
+    work = Path(work_path) if work_path is not None else path.with_name(path.name + ".partial")
+    m = loaded.model
+    n_layers = loaded.info["n_layers"]
+    labels = sublayer_labels(n_layers)
+    width = max_positions or max(len(t) for t in token_ids)
+    attrs = dict(attrs or {})
+    attrs["capture_points"] = {
+        "attn": "input of the pre-attention norm (residual entering the layer)",
+        "mlp": "input of the pre-MLP norm (residual after attention was added)",
+        "token": "last real token",
+    }
+    fp = _fingerprint(attrs)
+
+    group = None
+    if work.exists():
+        try:
+            old = store.open_store(work, mode="r+")
+            if old.attrs.get("fingerprint") == fp and old["rs"].shape == (len(token_ids), 2 * n_layers, loaded.info["d_model"]):
+                group = old
+                print(f"resuming {work}: {len(store.pending_chunks(old))} chunks left", file=log)
+        except Exception:  # unreadable partial store: start again
+            group = None
+    if group is None:
+        group = store.create_store(
+            work, len(token_ids), labels, loaded.info["d_model"], width,
+            sample_chunk=sample_chunk, unit_chunk=unit_chunk, with_text=texts is not None,
+            attrs={**attrs, "fingerprint": fp},
+        )
+
+    t0 = time.perf_counter()
+    n_tok = 0
+    todo = store.pending_chunks(group)
+    context = f"model {loaded.info.get('source')} ({loaded.info.get('dtype')})"
+    for k, chunk in enumerate(todo):
+        s0, s1 = store.chunk_bounds(group, chunk)
+        seqs = [token_ids[i] for i in range(s0, s1)]
+        out = np.empty((s1 - s0, 2 * n_layers, loaded.info["d_model"]), dtype=np.float32)
+        for idx, rs in capture_last_token(m, seqs, max_tokens=max_tokens, pad_id=_pad_id(loaded), max_batch=max_batch):
+            out[idx] = rs
+        check_finite(out, np.asarray(sample_ids[s0:s1]), labels, context)
+        store.write_chunk(
+            group, chunk, out, np.asarray(sample_ids[s0:s1]), np.asarray(corpus_index[s0:s1]),
+            seqs, None if texts is None else texts[s0:s1],
+        )
+        n_tok += sum(len(s) for s in seqs)
+        el = time.perf_counter() - t0
+        print(f"chunk {k + 1}/{len(todo)} (samples {s0}-{s1 - 1}): {n_tok / el:.0f} tok/s", file=log, flush=True)
+    seconds = time.perf_counter() - t0
+    store.finalize(work)
+    if work != path:
+        if path.exists():
+            shutil.rmtree(path)
+        work.rename(path)
+    return {"seconds": seconds, "tokens": float(n_tok), "chunks_computed": float(len(todo))}
+
+
+def _pad_id(loaded: LoadedModel) -> int:
+    tok = loaded.tokenizer
+    for cand in (getattr(tok, "pad_token_id", None), getattr(tok, "eos_token_id", None), 0):
+        if cand is not None:
+            return int(cand)
+    return 0  # pragma: no cover
+
+
+def gather_shards(shards: Sequence[str | Path], path: str | Path, offsets: Sequence[int]) -> None:
+    """Concatenate complete shard stores (rows starting at ``offsets``) into one store."""
+    first = store.open_store(shards[0])
+    total = int(offsets[-1]) + store.open_store(shards[-1])["rs"].shape[0]
+    attrs = {k: v for k, v in first.attrs.items() if k not in {"complete", "fingerprint", "shard_rows"}}
+    g = store.create_store(
+        path, total, list(first["sublayer"][:]), first["rs"].shape[2], first["token_ids"].shape[1],
+        sample_chunk=int(first.attrs["sample_chunk"]), unit_chunk=first["rs"].chunks[2],
+        with_text="text" in first, attrs=attrs,
+    )
+    for sp, off in zip(shards, offsets):
+        store.copy_into(g, store.open_store(sp), off)
+    store.finalize(path)

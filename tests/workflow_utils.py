@@ -1,0 +1,69 @@
+"""Helpers to run the real Snakefile on a tiny config in a temporary directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def make_tiny_local_model(path: Path, seed: int = 0) -> Path:
+    """A tiny random Llama saved with save_pretrained, with the embedded model's tokenizer.
+
+    Exercises the 'local directory' model source, the same code path as a hub id.
+    """
+    import torch
+    import transformers as tf
+
+    from transformer_dynamics.models import load_tokenizer
+
+    if (path / "config.json").exists():
+        return path
+    tok = load_tokenizer("embedded")
+    torch.manual_seed(seed)
+    cfg = tf.LlamaConfig(vocab_size=len(tok), hidden_size=48, intermediate_size=96, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=2, bos_token_id=tok.bos_token_id,
+                         eos_token_id=tok.eos_token_id, tie_word_embeddings=True)
+    tf.LlamaForCausalLM(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def tiny_config(model_dir: Path, **over) -> dict:
+    cfg = {
+        "models": {"tiny": {"source": str(model_dir), "dtype": "float32", "device": "cpu"}},
+        "corpus": {"source": "wiki-offline", "min_chars": 100, "max_chars": 500},
+        "n_samples": 24,
+        "conditions": ["original", "shuffled"],
+        "seed": 0,
+        "batch_size": "auto",
+        "extraction": {"shard_size": 16, "sample_chunk": 8, "unit_chunk": 16, "threads": 1},
+        "analysis": {"unit_block": 16},
+        "rotations": {"n_shuffles": 50},
+    }
+    for k, v in over.items():
+        cfg[k] = v
+    return cfg
+
+
+def write_config(workdir: Path, cfg: dict) -> Path:
+    workdir.mkdir(parents=True, exist_ok=True)
+    p = workdir / "config.yaml"
+    p.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return p
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    cmd = SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+                       "--configfile", str(workdir / "config.yaml"), *args]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir)
+    if check and res.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{res.stdout[-4000:]}\n{res.stderr[-6000:]}")
+    return res
