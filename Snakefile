@@ -7,6 +7,9 @@ configfile: "config.yaml"
 include: "rules/common.smk"
 include: "rules/corpus.smk"
 include: "rules/extract.smk"
+include: "rules/stats.smk"
+include: "rules/rotations.smk"
+include: "rules/figures.smk"
 
 
 rule all:

@@ -98,5 +98,18 @@ def store_path(model, condition):
 def all_targets():
     targets = []
     for m in MODELS:
-        targets += [store_path(m, c) for c in CONDITIONS]
+        for c in CONDITIONS:
+            targets += [
+                store_path(m, c),
+                f"{RESULTS}/{m}/figures/fig1_{c}.png",
+                f"{RESULTS}/{m}/figures/fig2_{c}.png",
+                f"{RESULTS}/{m}/rotations/{c}.summary.json",
+            ]
     return targets
+
+
+def block_mem_mb(model):
+    """Memory of a unit-block job: a float64 (N, 2L, block) slab and a few working copies."""
+    L, D = _DIMS[model]
+    slab = config["n_samples"] * 2 * L * config["analysis"]["unit_block"] * 8
+    return int(1500 + 8 * slab / 1e6)

@@ -1,0 +1,50 @@
+# §2.6 phase portraits and rotation counts with a shuffle null, fanned out over unit blocks.
+
+
+rule rotation_block:
+    input:
+        store=lambda w: store_path(w.model, w.condition),
+    output:
+        table=f"{RESULTS}/{{model}}/rotations/{{condition}}/blocks/{{block}}.parquet",
+        traj=f"{RESULTS}/{{model}}/rotations/{{condition}}/blocks/{{block}}.traj.parquet",
+        null=f"{RESULTS}/{{model}}/rotations/{{condition}}/blocks/{{block}}.null.parquet",
+    params:
+        units=lambda w: unit_range(w.model, w.block),
+        n_shuffles=config["rotations"]["n_shuffles"],
+        null=config["rotations"]["null_model"],
+        trajectory=config["rotations"]["trajectory"],
+        seed=config["seed"],
+    log:
+        f"{RESULTS}/logs/{{model}}/rotation_block/{{condition}}/{{block}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/{{model}}/rotation_block/{{condition}}/{{block}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=lambda w: block_mem_mb(w.model) + 1000,
+        runtime=30,
+    conda:
+        ENV
+    script:
+        "../scripts/rotation_block.py"
+
+
+rule gather_rotations:
+    input:
+        table=lambda w: expand(f"{RESULTS}/{w.model}/rotations/{w.condition}/blocks/{{block}}.parquet", block=unit_blocks(w.model)),
+        traj=lambda w: expand(f"{RESULTS}/{w.model}/rotations/{w.condition}/blocks/{{block}}.traj.parquet", block=unit_blocks(w.model)),
+        null=lambda w: expand(f"{RESULTS}/{w.model}/rotations/{w.condition}/blocks/{{block}}.null.parquet", block=unit_blocks(w.model)),
+    output:
+        table=f"{RESULTS}/{{model}}/rotations/{{condition}}.parquet",
+        traj=f"{RESULTS}/{{model}}/rotations/{{condition}}.trajectories.parquet",
+        null=f"{RESULTS}/{{model}}/rotations/{{condition}}.null_sample.parquet",
+        summary=f"{RESULTS}/{{model}}/rotations/{{condition}}.summary.json",
+    log:
+        f"{RESULTS}/logs/{{model}}/gather_rotations/{{condition}}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    conda:
+        ENV
+    script:
+        "../scripts/gather_rotations.py"

@@ -1,0 +1,12 @@
+"""Rule figure1: Figure 1B-H from the statistics tables."""
+import pandas as pd
+
+from transformer_dynamics import plotting
+from transformer_dynamics.rulelog import rule_logging
+
+with rule_logging(snakemake):
+    t = {k: pd.read_parquet(v) for k, v in snakemake.input.items()}
+    w = snakemake.wildcards
+    fig = plotting.figure1(t["units"], t["means"], t["rdist"], t["transitions"], t["sublayers"],
+                           f"{w.model}, {w.condition} tokens: residual-stream statistics (Fig. 1B-H)")
+    plotting.save(fig, snakemake.output.png, snakemake.output.pdf, snakemake.params.dpi)

@@ -1,0 +1,15 @@
+"""Rule figure2: phase portraits and rotation counts vs the shuffle null."""
+import pandas as pd
+
+from transformer_dynamics import plotting
+from transformer_dynamics.rulelog import rule_logging
+
+with rule_logging(snakemake):
+    w = snakemake.wildcards
+    fig = plotting.figure2(
+        pd.read_parquet(snakemake.input.table), pd.read_parquet(snakemake.input.traj),
+        pd.read_parquet(snakemake.input.null),
+        f"{w.model}, {w.condition} tokens: unit phase portraits and rotations (Fig. 2)",
+        snakemake.params.example_units,
+    )
+    plotting.save(fig, snakemake.output.png, snakemake.output.pdf, snakemake.params.dpi)

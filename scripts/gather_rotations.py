@@ -1,0 +1,20 @@
+"""Rule gather_rotations: concatenate rotation blocks; summary with Benjamini-Hochberg."""
+import json
+
+import pandas as pd
+
+from transformer_dynamics import rotations
+from transformer_dynamics.rulelog import rule_logging
+
+with rule_logging(snakemake):
+    for name in ("table", "traj", "null"):
+        pd.concat([pd.read_parquet(p) for p in snakemake.input[name]], ignore_index=True).to_parquet(
+            snakemake.output[name], index=False
+        )
+    table = pd.read_parquet(snakemake.output.table)
+    table["q_value"] = rotations.benjamini_hochberg(table["p_value"].to_numpy())
+    table.to_parquet(snakemake.output.table, index=False)
+    summary = rotations.rotation_summary(table)
+    with open(snakemake.output.summary, "w") as fh:
+        json.dump(summary, fh, indent=2)
+    print(json.dumps(summary, indent=2))

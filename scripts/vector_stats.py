@@ -1,0 +1,11 @@
+"""Rule vector_stats: cosine similarity, velocity and magnitude of whole RS vectors (§2.3-2.4)."""
+from transformer_dynamics import store, unit_stats
+from transformer_dynamics.rulelog import rule_logging
+
+with rule_logging(snakemake):
+    g = store.open_store(snakemake.input.store)
+    labels = list(g["sublayer"][:])
+    chunks = (rs for _, rs in store.iter_samples(g))
+    transitions, sublayers = unit_stats.vector_stats(chunks, labels)
+    transitions.to_parquet(snakemake.output.transitions, index=False)
+    sublayers.to_parquet(snakemake.output.sublayers, index=False)

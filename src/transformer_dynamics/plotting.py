@@ -1,0 +1,220 @@
+"""Figures from tables (never from the activation store): Figures 1-4 of the paper.
+
+Every function takes the tables written by the analysis rules and returns a matplotlib
+Figure; :func:`save` writes it as PNG and PDF. Transition types have fixed colours
+(:data:`TYPE_COLORS`) across all figures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
+
+TYPE_COLORS = {"within": "#1f77b4", "cross": "#d62728", "skip": "#7f7f7f"}
+TYPE_LABELS = {"within": "within-layer (attn→mlp)", "cross": "cross-layer (mlp→next attn)"}
+
+plt.rcParams.update(
+    {
+        "font.size": 8,
+        "axes.titlesize": 9,
+        "axes.labelsize": 8,
+        "legend.fontsize": 7,
+        "xtick.labelsize": 7,
+        "ytick.labelsize": 7,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+    }
+)
+
+
+def save(fig: plt.Figure, png: str | Path, pdf: str | Path | None = None, dpi: int = 150) -> None:
+    """Write ``fig`` to PNG (and PDF) and close it."""
+    fig.savefig(png, dpi=dpi, bbox_inches="tight")
+    if pdf is not None:
+        fig.savefig(pdf, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _layer_ticks(ax: plt.Axes, n_sublayers: int, axis: str = "x", every: int | None = None) -> None:
+    """Ticks at each layer's attn sublayer, labelled with the layer number."""
+    n_layers = n_sublayers // 2
+    step = every or max(1, n_layers // 8)
+    pos = np.arange(0, n_sublayers, 2 * step)
+    labels = [str(p // 2) for p in pos]
+    if axis == "x":
+        ax.set_xticks(pos, labels)
+    else:
+        ax.set_yticks(pos, labels)
+
+
+def _by_type(ax: plt.Axes, tr: pd.DataFrame, prefix: str, ylabel: str) -> None:
+    for t in ("within", "cross"):
+        d = tr[tr["type"] == t]
+        x = d["src"].to_numpy()
+        ax.fill_between(x, d[f"{prefix}_q25"], d[f"{prefix}_q75"], color=TYPE_COLORS[t], alpha=0.2, lw=0)
+        ax.plot(x, d[f"{prefix}_mean"], "o-", ms=2.5, lw=1, color=TYPE_COLORS[t], label=TYPE_LABELS[t])
+    ax.set_ylabel(ylabel)
+    ax.set_xlabel("layer of the transition's source")
+    _layer_ticks(ax, int(tr["dst"].max()) + 1)
+
+
+def figure1(
+    units: pd.DataFrame,
+    means: pd.DataFrame,
+    rdist: pd.DataFrame,
+    transitions: pd.DataFrame,
+    sublayers: pd.DataFrame,
+    title: str,
+) -> plt.Figure:
+    """Figure 1B-H: means, correlation, its per-unit distribution, cosine, velocity, magnitude, MI."""
+    fig, axes = plt.subplots(2, 4, figsize=(15, 6.6), constrained_layout=True)
+    S = int(means["sublayer_index"].max()) + 1
+
+    # B: mean activation heat map, units sorted by their mean at the last sublayer
+    ax = axes[0, 0]
+    M = means.pivot(index="sublayer_index", columns="unit", values="mean").to_numpy()
+    order = np.argsort(M[-1])
+    lim = np.nanpercentile(np.abs(M), 99)
+    im = ax.imshow(M[:, order], aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+    ax.set_xlabel("unit (sorted by mean at last sublayer)")
+    ax.set_ylabel("layer")
+    _layer_ticks(ax, S, "y")
+    fig.colorbar(im, ax=ax, label="mean activation", shrink=0.8)
+    ax.set_title("B  mean activation per unit and sublayer")
+
+    # C: Pearson r per unit per transition, by type
+    ax = axes[0, 1]
+    for t in ("within", "cross"):
+        d = units[units["type"] == t]
+        ax.scatter(d["transition"], d["pearson_r"], s=0.5, alpha=0.08, color=TYPE_COLORS[t], rasterized=True)
+        med = d.groupby("transition")["pearson_r"].median()
+        ax.plot(med.index, med.to_numpy(), "o-", ms=2.5, lw=1, color=TYPE_COLORS[t], label=f"{TYPE_LABELS[t]}, median")
+    ax.set_xlabel("transition (source layer)")
+    _layer_ticks(ax, S)
+    ax.set_ylabel("Pearson r (successive sublayers)")
+    ax.set_ylim(-0.2, 1.02)
+    ax.legend(loc="lower right", markerscale=3)
+    ax.set_title("C  correlation per unit and transition")
+
+    # D: per-unit distribution of correlations
+    ax = axes[0, 2]
+    centers = (rdist["bin_lo"] + rdist["bin_hi"]) / 2
+    D = rdist.assign(c=centers).pivot(index="unit", columns="c", values="density")
+    xs = D.columns.to_numpy()
+    segs = [np.column_stack([xs, row]) for row in D.to_numpy()]
+    ax.add_collection(LineCollection(segs, colors="k", alpha=0.03, lw=0.5, rasterized=True))
+    ax.plot(xs, np.nanmean(D.to_numpy(), axis=0), color="#ff7f0e", lw=2, label="mean over units")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, np.nanpercentile(D.to_numpy(), 99.5) * 1.05 + 1e-9)
+    ax.set_xlabel("Pearson r")
+    ax.set_ylabel("density over a unit's transitions")
+    ax.legend(loc="upper left")
+    ax.set_title("D  per-unit distribution of correlations")
+
+    # E: cosine similarity
+    ax = axes[0, 3]
+    _by_type(ax, transitions, "cosine", "cosine similarity (mean, IQR)")
+    ax.legend(loc="lower right")
+    ax.set_title("E  cosine similarity of successive RS vectors")
+
+    # F: velocity
+    ax = axes[1, 0]
+    _by_type(ax, transitions, "velocity", "velocity ||h(l+1) - h(l)|| (mean, IQR)")
+    ax.set_yscale("log")
+    ax.legend(loc="upper left")
+    ax.set_title("F  velocity")
+
+    # F': magnitude per sublayer
+    ax = axes[1, 1]
+    for k, c in (("attn", TYPE_COLORS["within"]), ("mlp", TYPE_COLORS["cross"])):
+        d = sublayers[sublayers["kind"] == k]
+        ax.fill_between(d["sublayer_index"], d["norm_q25"], d["norm_q75"], color=c, alpha=0.2, lw=0)
+        ax.plot(d["sublayer_index"], d["norm_mean"], "o-", ms=2.5, lw=1, color=c, label=f"pre-{k} residual")
+    ax.set_yscale("log")
+    ax.set_xlabel("layer")
+    _layer_ticks(ax, S)
+    ax.set_ylabel("||h|| (mean, IQR)")
+    ax.legend(loc="upper left")
+    ax.set_title("F'  activation magnitude")
+
+    # G: MI per unit per transition
+    ax = axes[1, 2]
+    G = units.pivot(index="unit", columns="transition", values="mi_nats").to_numpy()
+    uorder = np.argsort(np.nanmean(G, axis=1))
+    im = ax.imshow(G[uorder], aspect="auto", cmap="magma", interpolation="nearest",
+                   vmin=0, vmax=np.nanpercentile(G, 99))
+    ax.set_xlabel("transition (source layer)")
+    _layer_ticks(ax, S)
+    ax.set_ylabel("unit (sorted by mean MI)")
+    fig.colorbar(im, ax=ax, label="MI (nats)", shrink=0.8)
+    ax.set_title("G  mutual information per unit")
+
+    # H: mean MI per transition
+    ax = axes[1, 3]
+    for t in ("within", "cross"):
+        d = units[units["type"] == t].groupby("transition")["mi_nats"]
+        m, q1, q3 = d.mean(), d.quantile(0.25), d.quantile(0.75)
+        ax.fill_between(m.index, q1, q3, color=TYPE_COLORS[t], alpha=0.2, lw=0)
+        ax.plot(m.index, m.to_numpy(), "o-", ms=2.5, lw=1, color=TYPE_COLORS[t], label=TYPE_LABELS[t])
+    ax.set_xlabel("transition (source layer)")
+    _layer_ticks(ax, S)
+    ax.set_ylabel("MI (nats; mean over units, IQR)")
+    ax.legend(loc="upper right")
+    ax.set_title("H  mean mutual information")
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _portrait(ax: plt.Axes, a: np.ndarray, title: str) -> None:
+    g = np.gradient(a)
+    x, y = a - a[0], g - g[0]
+    pts = np.column_stack([x, y])
+    segs = np.stack([pts[:-1], pts[1:]], axis=1)
+    lc = LineCollection(segs, cmap="viridis", lw=1.3)
+    lc.set_array(np.linspace(0, 1, len(segs)))
+    ax.add_collection(lc)
+    ax.scatter(x[0], y[0], s=12, color="k", zorder=3, label="first sublayer")
+    ax.autoscale()
+    ax.set_xlabel("a − a₀")
+    ax.set_ylabel("da/dl − g₀")
+    ax.set_title(title)
+
+
+def figure2(
+    rot: pd.DataFrame, traj: pd.DataFrame, null_sample: pd.DataFrame, title: str,
+    example_units: Sequence[int] = (),
+) -> plt.Figure:
+    """Figure 2: example phase portraits coloured by depth, and observed R vs the null."""
+    order = rot.sort_values("abs_R")
+    picks = list(order["unit"].iloc[-2:][::-1]) + list(order["unit"].iloc[:1]) + [u for u in example_units if u in set(rot["unit"])]
+    picks = list(dict.fromkeys(picks))[:5]
+    T = traj.pivot(index="unit", columns="sublayer_index", values="a_mean")
+    fig, axes = plt.subplots(1, len(picks) + 1, figsize=(3.1 * (len(picks) + 1), 3.2), constrained_layout=True)
+    Rby = rot.set_index("unit")["R"]
+    for ax, u in zip(axes, picks):
+        _portrait(ax, T.loc[u].to_numpy(), f"unit {u}: R = {Rby[u]:.2f}")
+    sm = plt.cm.ScalarMappable(cmap="viridis", norm=plt.Normalize(0, 1))
+    fig.colorbar(sm, ax=axes[: len(picks)], label="depth (sublayer / 2L)", shrink=0.8)
+    ax = axes[-1]
+    lo = min(rot["R"].min(), null_sample["R_null"].min())
+    hi = max(rot["R"].max(), null_sample["R_null"].max())
+    bins = np.linspace(lo, hi, 50)
+    ax.hist(null_sample["R_null"], bins=bins, density=True, color="#7f7f7f", alpha=0.6,
+            label=f"null: {rot['null'].iloc[0]} shuffles")
+    ax.hist(rot["R"], bins=bins, density=True, color="#2ca02c", alpha=0.6, label="observed units")
+    ax.axvline(rot["R"].mean(), color="#2ca02c", lw=1.5, ls="--")
+    ax.axvline(null_sample["R_null"].mean(), color="#555555", lw=1.5, ls="--")
+    ax.set_xlabel("rotations R (turns; < 0 = clockwise)")
+    ax.set_ylabel("density over units")
+    ax.legend(loc="upper right")
+    ax.set_title(f"mean |R| = {rot['abs_R'].mean():.2f} vs null {rot['null_abs_mean'].mean():.2f}")
+    fig.suptitle(title, fontsize=10)
+    return fig
