@@ -9,6 +9,8 @@ include: "rules/corpus.smk"
 include: "rules/extract.smk"
 include: "rules/stats.smk"
 include: "rules/rotations.smk"
+include: "rules/trajectories.smk"
+include: "rules/perturb.smk"
 include: "rules/figures.smk"
 
 

@@ -2,6 +2,7 @@
 # Other rule files use these names; they do not re-derive them.
 
 import math
+import re
 from pathlib import Path
 
 from snakemake.utils import min_version, validate
@@ -13,6 +14,16 @@ validate(config, "../workflow/schemas/config.schema.yaml", set_default=True)
 from transformer_dynamics.models import model_dims  # noqa: E402
 
 MODELS = list(config["models"])
+
+
+wildcard_constraints:
+    model="|".join(re.escape(m) for m in config["models"]),
+    condition="original|shuffled",
+    block=r"\d+",
+    shard=r"\d+",
+    kind="teleport|noise|swap",
+
+
 CONDITIONS = list(config["conditions"])
 RESULTS = "results"
 ENV = "../envs/transformer-dynamics.yaml"
@@ -104,6 +115,9 @@ def all_targets():
                 f"{RESULTS}/{m}/figures/fig1_{c}.png",
                 f"{RESULTS}/{m}/figures/fig2_{c}.png",
                 f"{RESULTS}/{m}/rotations/{c}.summary.json",
+                f"{RESULTS}/{m}/figures/fig3_{c}.png",
+                f"{RESULTS}/{m}/figures/fig4_{c}.png",
+                f"{RESULTS}/{m}/figures/perturbation_kinds_{c}.png",
             ]
     return targets
 

@@ -218,3 +218,155 @@ def figure2(
     ax.set_title(f"mean |R| = {rot['abs_R'].mean():.2f} vs null {rot['null_abs_mean'].mean():.2f}")
     fig.suptitle(title, fontsize=10)
     return fig
+
+
+def _depth_line(ax: plt.Axes, x: np.ndarray, y: np.ndarray, cmap: str = "viridis", lw: float = 2.0) -> LineCollection:
+    pts = np.column_stack([x, y])
+    lc = LineCollection(np.stack([pts[:-1], pts[1:]], axis=1), cmap=cmap, lw=lw, zorder=3)
+    lc.set_array(np.linspace(0, 1, len(pts) - 1))
+    ax.add_collection(lc)
+    return lc
+
+
+def figure3(curve: pd.DataFrame, codes: pd.DataFrame, distances: pd.DataFrame, explained: pd.DataFrame,
+            title: str, n_faint: int = 200) -> plt.Figure:
+    """Figure 3: CAE training curve, bottleneck trajectories (B), distances (C), explained variance (D)."""
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.6), constrained_layout=True)
+    ax = axes[0]
+    ax.plot(curve["epoch"], curve["train_loss"], label="train")
+    ax.plot(curve["epoch"], curve["val_loss"], label="validation")
+    best = curve.loc[curve["val_loss"].idxmin()]
+    ax.axvline(best["epoch"], color="k", ls=":", lw=1, label=f"kept: epoch {int(best['epoch'])}")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("MSE (scaled inputs)")
+    ax.legend()
+    ax.set_title("A  CAE training")
+
+    ax = axes[1]
+    S = int(codes["sublayer_index"].max()) + 1
+    c = codes.sort_values(["sample", "sublayer_index"])
+    Z = c[["z1", "z2"]].to_numpy().reshape(-1, S, 2)
+    for z in Z[:n_faint]:
+        ax.plot(z[:, 0], z[:, 1], color="k", alpha=0.05, lw=0.5)
+    m = Z.mean(0)
+    lc = _depth_line(ax, m[:, 0], m[:, 1])
+    ax.scatter(m[0, 0], m[0, 1], color="k", s=15, zorder=4)
+    lo, hi = np.percentile(Z.reshape(-1, 2), [1, 99], axis=0)
+    pad = 0.1 * (hi - lo)
+    ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+    ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+    fig.colorbar(lc, ax=ax, label="depth (sublayer / 2L)", shrink=0.8)
+    ax.set_xlabel("bottleneck unit 1")
+    ax.set_ylabel("bottleneck unit 2")
+    ax.set_title(f"B  mean trajectory over {len(Z)} test samples")
+
+    ax = axes[2]
+    ax.errorbar(distances["transition"], distances["distance_mean"], yerr=distances["distance_sd"], fmt="o-",
+                ms=2.5, lw=1, elinewidth=0.5, color="#9467bd")
+    ax.set_xlabel("transition (source layer)")
+    _layer_ticks(ax, S)
+    ax.set_ylabel("distance in bottleneck (mean ± sd)")
+    ax.set_title("C  distance between successive sublayers")
+
+    ax = axes[3]
+    ax.plot(explained["sublayer_index"], explained["explained_variance"], "o-", ms=2.5, color="#8c564b")
+    ax.set_xlabel("layer")
+    _layer_ticks(ax, S)
+    ax.set_ylabel("explained variance (test set)")
+    ax.set_ylim(min(0, explained["explained_variance"].min()), 1)
+    ax.set_title("D  reconstruction per sublayer")
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def figure4(traj: pd.DataFrame, spectrum: pd.DataFrame, spectra: pd.DataFrame, n_pcs: pd.DataFrame,
+            control: pd.DataFrame, teleport: pd.DataFrame | None, title: str, arrow_steps: int = 12,
+            n_faint: int = 300) -> plt.Figure:
+    """Figure 4: PC trajectories (A), cumulative EV (B), EV per sublayer (C), teleport quivers (D)."""
+    layers = sorted(teleport["layer"].unique()) if teleport is not None else []
+    ncol = max(3, len(layers))
+    fig = plt.figure(figsize=(3.3 * ncol, 7.0), constrained_layout=True)
+    gs = fig.add_gridspec(2, ncol)
+    S = int(traj["sublayer_index"].max()) + 1
+    t = traj.sort_values(["sample", "sublayer_index"])
+    Z = t[["pc1", "pc2"]].to_numpy().reshape(-1, S, 2)
+
+    ax = fig.add_subplot(gs[0, 0])
+    for z in Z[:n_faint]:
+        ax.plot(z[:, 0], z[:, 1], color="k", alpha=0.04, lw=0.5)
+    m = Z.mean(0)
+    lc = _depth_line(ax, m[:, 0], m[:, 1])
+    ax.autoscale()
+    fig.colorbar(lc, ax=ax, label="depth (sublayer / 2L)", shrink=0.8)
+    ax.set_xlabel("PC1")
+    ax.set_ylabel("PC2")
+    ax.set_title(f"A  PC trajectories ({len(Z)} samples, mean coloured)")
+
+    ax = fig.add_subplot(gs[0, 1])
+    ax.plot(spectrum["component"], spectrum["cumulative"], "o-", ms=2, color="#17becf")
+    ax.set_xscale("log")
+    ax.axhline(0.9, color="k", ls=":", lw=1)
+    k90 = int(spectrum.loc[spectrum["cumulative"] >= 0.9, "component"].min()) if (spectrum["cumulative"] >= 0.9).any() else None
+    ax.set_xlabel("number of components")
+    ax.set_ylabel("cumulative explained variance")
+    ax.set_title(f"B  all sublayers pooled (90% at {k90} PCs)")
+
+    ax = fig.add_subplot(gs[0, 2])
+    cmap = plt.get_cmap("viridis")
+    for s, g in spectra.groupby("sublayer_index"):
+        ax.plot(g["component"], g["cumulative"], color=cmap(s / max(1, S - 1)), lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("number of components (per-sublayer PCA)")
+    ax.set_ylabel("cumulative explained variance")
+    ax.set_title("C  per sublayer (colour = depth)")
+    ins = ax.inset_axes([0.55, 0.12, 0.42, 0.38])
+    ins.plot(n_pcs["sublayer_index"], n_pcs["n_pcs_90"], ".-", ms=2, lw=0.8, color="k")
+    ins.set_xlabel("sublayer", fontsize=6)
+    ins.set_ylabel("PCs for 90%", fontsize=6)
+    ins.tick_params(labelsize=5)
+
+    cz = control[["pc1", "pc2"]].to_numpy()
+    for j, layer in enumerate(layers):
+        ax = fig.add_subplot(gs[1, j])
+        ax.plot(cz[:, 0], cz[:, 1], color="0.6", lw=1.5, zorder=1, label="control")
+        d = teleport[teleport["layer"] == layer].sort_values(["run", "sublayer_index"])
+        for run, r in d.groupby("run"):
+            zz = r[["pc1", "pc2"]].to_numpy()
+            end = min(arrow_steps, len(zz) - 1)
+            ax.plot(zz[: end + 1, 0], zz[: end + 1, 1], color="#1f77b4", alpha=0.15, lw=0.5)
+            ax.annotate("", xy=zz[end], xytext=zz[0],
+                        arrowprops=dict(arrowstyle="->", color="#d62728", lw=0.7, alpha=0.8))
+        starts = d[d["sublayer_index"] == 2 * layer][["pc1", "pc2"]].to_numpy()
+        ax.scatter(starts[:, 0], starts[:, 1], s=3, color="k", zorder=3)
+        ax.set_xlabel("PC1")
+        ax.set_ylabel("PC2" if j == 0 else "")
+        ax.set_title(f"D  teleport at layer {layer}")
+        if j == 0:
+            ax.legend(loc="best")
+    fig.suptitle(title + f" (arrows: {arrow_steps} sublayers after teleporting)", fontsize=10)
+    return fig
+
+
+def figure_perturbation_kinds(metrics: pd.DataFrame, title: str) -> plt.Figure:
+    """Distance to the control (MSE) and spread of perturbed trajectories, per kind and layer."""
+    kinds = list(dict.fromkeys(metrics["kind"]))
+    fig, axes = plt.subplots(2, len(kinds), figsize=(4.2 * len(kinds), 6), squeeze=False, constrained_layout=True)
+    layers = sorted(metrics["layer"].unique())
+    cmap = plt.get_cmap("plasma")
+    for j, kind in enumerate(kinds):
+        for i, (col, lab) in enumerate((("mse_full", "MSE to control (per dim)"), ("var_full", "variance across runs (per dim)"))):
+            ax = axes[i, j]
+            for k, layer in enumerate(layers):
+                d = metrics[(metrics["kind"] == kind) & (metrics["layer"] == layer)]
+                rel = d[col] / d["control_ms"]
+                ax.plot(d["steps_after"], rel, color=cmap(k / max(1, len(layers) - 1) * 0.9), lw=1.2,
+                        label=f"layer {layer}")
+            ax.set_yscale("log")
+            ax.set_xlabel("sublayers after the perturbation")
+            ax.set_ylabel(lab + " / control mean square")
+            ax.set_title(f"{kind}: {'distance to control' if i == 0 else 'spread of perturbed runs'}")
+            if i == 0 and j == 0:
+                ax.legend()
+    fig.suptitle(title, fontsize=10)
+    return fig

@@ -1,0 +1,46 @@
+# §2.8/§3.4 teleport perturbations, plus noise and swap perturbations (beyond the paper).
+
+
+def perturb_layers(model):
+    layers = config["perturbations"]["layers"]
+    if layers == "auto":
+        from transformer_dynamics.perturb import default_layers
+
+        return default_layers(n_layers(model))
+    bad = [l for l in layers if l >= n_layers(model)]
+    if bad:
+        raise ValueError(f"perturbations.layers {bad} do not exist in model {model} ({n_layers(model)} layers)")
+    return sorted(layers)
+
+
+rule perturb:
+    input:
+        store=lambda w: store_path(w.model, w.condition),
+        pca=f"{RESULTS}/{{model}}/pca/{{condition}}/pca.npz",
+        trajectories=f"{RESULTS}/{{model}}/pca/{{condition}}/trajectories.parquet",
+    output:
+        runs=expand(f"{RESULTS}/{{{{model}}}}/perturbations/{{{{condition}}}}/{{kind}}.parquet", kind=config["perturbations"]["kinds"]),
+        metrics=expand(f"{RESULTS}/{{{{model}}}}/perturbations/{{{{condition}}}}/{{kind}}.metrics.parquet", kind=config["perturbations"]["kinds"]),
+        control=f"{RESULTS}/{{model}}/perturbations/{{condition}}/control.parquet",
+    params:
+        model=lambda w: config["models"][w.model],
+        kinds=config["perturbations"]["kinds"],
+        layers=lambda w: perturb_layers(w.model),
+        grid=config["perturbations"]["grid"],
+        n_random=config["perturbations"]["n_random"],
+        noise_scale=config["perturbations"]["noise_scale"],
+        prompt=config["perturbations"]["prompt"],
+        seed=config["seed"],
+    log:
+        f"{RESULTS}/logs/{{model}}/perturb/{{condition}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/{{model}}/perturb/{{condition}}.tsv"
+    threads: config["extraction"]["threads"]
+    resources:
+        mem_mb=lambda w: model_mem_mb(w.model),
+        runtime=60,
+        gpu=lambda w: 1 if model_device(w.model) == "cuda" else 0,
+    conda:
+        ENV
+    script:
+        "../scripts/perturbations.py"

@@ -1,0 +1,11 @@
+"""Rule figure3: the compressing autoencoder's trajectories (Fig. 3)."""
+import pandas as pd
+
+from transformer_dynamics import plotting
+from transformer_dynamics.rulelog import rule_logging
+
+with rule_logging(snakemake):
+    i, w = snakemake.input, snakemake.wildcards
+    fig = plotting.figure3(pd.read_csv(i.curve), pd.read_parquet(i.codes), pd.read_parquet(i.distances),
+                           pd.read_parquet(i.explained), f"{w.model}, {w.condition} tokens: compressing autoencoder (Fig. 3)")
+    plotting.save(fig, snakemake.output.png, snakemake.output.pdf, snakemake.params.dpi)

@@ -1,0 +1,312 @@
+"""Compressing autoencoder (CAE) of residual-stream vectors (§2.7, Fig 3).
+
+Every RS vector of every sublayer is one training sample (width D). The encoder's widths
+follow the geometric progression ``d_i = D * r^i``, ``r = (d_bottleneck / D)^(1/(k-1))``,
+i = 0..k-1, so ``d_0 = D`` and ``d_{k-1} = d_bottleneck``: the k "layers" of the paper are k
+layers of units, joined by k-1 Linear maps; the decoder mirrors them. Every Linear is
+followed by LayerNorm and ReLU except the one into the bottleneck and the decoder's output
+layer (plain Linear). Adam (lr 1e-3), MSE, at most ``max_epochs`` epochs, early stopping on
+the validation loss with ``patience``; the best-validation weights are kept.
+
+Splits are by *sequence*: all 2L vectors of a sample are in the same split. Training
+streams sample chunks from the Zarr store, so memory is bounded by a chunk plus a
+shuffle buffer, whatever N is.
+
+Input scaling (``scaling``): ``none`` (default) trains on the raw vectors, as the paper
+describes no standardisation; ``global`` divides every vector by one scalar (the RMS of the
+training vectors); ``unit`` z-scores each unit with training-set statistics. On SmolLM2,
+``none`` and ``unit`` reach a flattened explained variance of 0.8-0.9 in 15 epochs while
+``global`` stalls early (docs/results.md). Explained variance is always reported in the
+original space.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+
+def layer_widths(d_in: int, d_bottleneck: int = 2, k: int = 10) -> list[int]:
+    """``[d_0 = d_in, ..., d_{k-1} = d_bottleneck]`` in geometric progression (rounded)."""
+    if k < 2:
+        raise ValueError("k must be at least 2 (input and bottleneck)")
+    r = (d_bottleneck / d_in) ** (1 / (k - 1))
+    widths = [int(round(d_in * r**i)) for i in range(k)]
+    widths[0], widths[-1] = d_in, d_bottleneck
+    return [max(w, d_bottleneck) for w in widths]
+
+
+def _stack(widths: Sequence[int], plain_last: bool) -> nn.Sequential:
+    mods: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        mods.append(nn.Linear(a, b))
+        if not (plain_last and i == len(widths) - 2):
+            mods += [nn.LayerNorm(b), nn.ReLU()]
+    return nn.Sequential(*mods)
+
+
+class CompressingAutoencoder(nn.Module):
+    """Encoder ``D -> ... -> d_bottleneck`` and mirrored decoder (§2.7)."""
+
+    def __init__(self, d_in: int, d_bottleneck: int = 2, k: int = 10):
+        super().__init__()
+        self.widths = layer_widths(d_in, d_bottleneck, k)
+        self.encoder = _stack(self.widths, plain_last=True)
+        self.decoder = _stack(self.widths[::-1], plain_last=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+@dataclass
+class CAEConfig:
+    d_bottleneck: int = 2
+    k: int = 10
+    lr: float = 1e-3
+    max_epochs: int = 100
+    patience: int = 10
+    batch_size: int = 256
+    scaling: str = "none"
+    seed: int = 0
+
+
+def split_samples(n: int, fractions: Sequence[float], seed: int) -> dict[str, np.ndarray]:
+    """Sequence-level split into train/validation/test (sorted indices), seeded."""
+    if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(f"split fractions must be three numbers summing to 1, got {fractions}")
+    perm = np.random.default_rng([seed, 2]).permutation(n)
+    n_tr = int(round(fractions[0] * n))
+    n_va = int(round(fractions[1] * n))
+    if min(n_tr, n_va, n - n_tr - n_va) < 1:
+        raise ValueError(f"n_samples={n} is too small for splits {fractions}")
+    return {
+        "train": np.sort(perm[:n_tr]),
+        "validation": np.sort(perm[n_tr : n_tr + n_va]),
+        "test": np.sort(perm[n_tr + n_va :]),
+    }
+
+
+ChunkReader = Callable[..., Iterator[tuple[np.ndarray, np.ndarray]]]
+
+
+def store_reader(rs: Any, chunk: int) -> ChunkReader:
+    """Reader over a Zarr ``rs`` array: yields ``(sample_ids, vectors (n, S, D))`` for requested samples.
+
+    Reads whole sample chunks (in random order when ``rng`` is given) and keeps the requested rows.
+    """
+
+    def read(samples: np.ndarray, rng: np.random.Generator | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        samples = np.asarray(samples)
+        chunks = np.unique(samples // chunk)
+        if rng is not None:
+            chunks = chunks[rng.permutation(len(chunks))]
+        for c in chunks:
+            sel = samples[(samples >= c * chunk) & (samples < (c + 1) * chunk)]
+            block = np.asarray(rs[c * chunk : min(rs.shape[0], (c + 1) * chunk)], dtype=np.float32)
+            yield sel, block[sel - c * chunk]
+
+    return read
+
+
+class Scaler:
+    """Input scaling fitted on training vectors (see module docstring)."""
+
+    def __init__(self, kind: str):
+        if kind not in {"global", "unit", "none"}:
+            raise ValueError(f"scaling must be global, unit or none, not {kind!r}")
+        self.kind = kind
+        self.shift: np.ndarray | float = 0.0
+        self.scale: np.ndarray | float = 1.0
+
+    def fit(self, blocks: Iterator[np.ndarray]) -> "Scaler":
+        s1 = s2 = 0.0
+        n = 0
+        for X in blocks:
+            X = X.reshape(-1, X.shape[-1]).astype(np.float64)
+            s1 = s1 + X.sum(0)
+            s2 = s2 + (X * X).sum(0)
+            n += X.shape[0]
+        if self.kind == "global":
+            self.scale = float(math.sqrt(np.sum(s2) / (n * len(s2)))) or 1.0
+        elif self.kind == "unit":
+            mean = s1 / n
+            sd = np.sqrt(np.maximum(s2 / n - mean**2, 0))
+            sd[sd == 0] = 1.0
+            self.shift, self.scale = mean.astype(np.float32), sd.astype(np.float32)
+        return self
+
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        return ((X - self.shift) / self.scale).astype(np.float32)
+
+    def backward(self, Z: np.ndarray) -> np.ndarray:
+        return Z * self.scale + self.shift
+
+    def state(self) -> dict[str, Any]:
+        return {"kind": self.kind, "shift": np.asarray(self.shift).tolist(), "scale": np.asarray(self.scale).tolist()}
+
+
+def _batches(read: ChunkReader, samples: np.ndarray, scaler: Scaler, batch: int, rng: np.random.Generator | None,
+             buffer_chunks: int = 4) -> Iterator[torch.Tensor]:
+    """Minibatches of vectors; with ``rng``, chunk order and vectors within a buffer are shuffled."""
+    buf: list[np.ndarray] = []
+
+    def flush(buf: list[np.ndarray]) -> Iterator[torch.Tensor]:
+        X = np.concatenate(buf)
+        if rng is not None:
+            X = X[rng.permutation(len(X))]
+        for s in range(0, len(X), batch):
+            yield torch.from_numpy(X[s : s + batch])
+
+    for _, block in read(samples, rng):
+        buf.append(scaler.forward(block.reshape(-1, block.shape[-1])))
+        if len(buf) >= buffer_chunks:
+            yield from flush(buf)
+            buf = []
+    if buf:
+        yield from flush(buf)
+
+
+def train_cae(
+    read: ChunkReader,
+    splits: dict[str, np.ndarray],
+    d_in: int,
+    cfg: CAEConfig,
+    device: str = "cpu",
+    progress: bool = True,
+) -> tuple[CompressingAutoencoder, Scaler, pd.DataFrame]:
+    """Train with early stopping; returns the best-validation model, the scaler and the curve.
+
+    The curve has one row per epoch: ``epoch``, ``train_loss``, ``val_loss``, ``seconds``,
+    ``best`` (whether this epoch's weights were kept).
+    """
+    from tqdm import tqdm
+
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng([cfg.seed, 3])
+    scaler = Scaler(cfg.scaling).fit(b for _, b in read(splits["train"]))
+    model = CompressingAutoencoder(d_in, cfg.d_bottleneck, cfg.k).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    loss_fn = nn.MSELoss(reduction="sum")
+    best, best_state, bad = math.inf, None, 0
+    rows = []
+    bar = tqdm(range(1, cfg.max_epochs + 1), desc="CAE", disable=not progress, mininterval=0)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        model.train()
+        tot, n = 0.0, 0
+        for xb in _batches(read, splits["train"], scaler, cfg.batch_size, rng):
+            xb = xb.to(device)
+            opt.zero_grad()
+            loss = loss_fn(model(xb), xb) / xb.numel()
+            loss.backward()
+            opt.step()
+            tot += float(loss.detach()) * xb.numel()
+            n += xb.numel()
+        val = evaluate_loss(model, read, splits["validation"], scaler, device)
+        improved = val < best
+        if improved:
+            best, bad = val, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+        rows.append({"epoch": epoch, "train_loss": tot / n, "val_loss": val,
+                     "seconds": time.perf_counter() - t0, "best": improved})
+        bar.set_postfix(train=f"{tot / n:.4g}", val=f"{val:.4g}")
+        if progress:
+            print(f"epoch {epoch}: train {tot / n:.5g}  val {val:.5g}{'  *' if improved else ''}", flush=True)
+        if bad >= cfg.patience:
+            break
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    model.eval()
+    return model, scaler, pd.DataFrame(rows)
+
+
+@torch.inference_mode()
+def evaluate_loss(model: nn.Module, read: ChunkReader, samples: np.ndarray, scaler: Scaler, device: str) -> float:
+    model.eval()
+    tot, n = 0.0, 0
+    for xb in _batches(read, samples, scaler, 4096, None):
+        xb = xb.to(device)
+        tot += float(((model(xb) - xb) ** 2).sum())
+        n += xb.numel()
+    return tot / n
+
+
+@torch.inference_mode()
+def encode_and_score(
+    model: CompressingAutoencoder, scaler: Scaler, read: ChunkReader, samples: np.ndarray, device: str = "cpu"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Bottleneck trajectories and per-sublayer reconstruction quality on ``samples`` (Fig 3D).
+
+    Returns
+    -------
+    codes : ``sample``, ``sublayer_index``, ``z1``..``zb``
+    ev : per ``sublayer_index``, all in the original space:
+
+        ``explained_variance``
+            ``1 - Var(x - x_hat) / Var(x)`` over all n*D entries of the sublayer's test vectors
+            (sklearn's ``explained_variance_score`` on the flattened vectors). The variance
+            includes the spread between units, so it measures how well the reconstruction
+            reproduces the sublayer's vectors as a whole. The figure shows this one.
+        ``r2_within``
+            ``1 - SSE / SST`` with SST around each unit's mean at that sublayer: the variance
+            *between samples* explained. A 2-unit bottleneck mostly encodes depth, so this is
+            usually negative (worse than predicting the sublayer's mean vector).
+    """
+    codes = []
+    acc: dict[str, Any] = {}
+    n = 0
+    for ids, block in read(samples):
+        m, S, D = block.shape
+        X = torch.from_numpy(scaler.forward(block.reshape(-1, D))).to(device)
+        z = model.encoder(X)
+        rec = scaler.backward(model.decoder(z).cpu().numpy().astype(np.float64)).reshape(m, S, D)
+        orig = block.astype(np.float64)
+        res = orig - rec
+        parts = {
+            "sse": (res**2).sum(axis=(0, 2)), "res_sum": res.sum(axis=(0, 2)),
+            "x_sum_units": orig.sum(0), "x_sq": (orig**2).sum(axis=(0, 2)),
+        }
+        for k, v in parts.items():
+            acc[k] = v if k not in acc else acc[k] + v
+        n += m
+        zc = z.cpu().numpy().reshape(m, S, -1)
+        df = pd.DataFrame({"sample": np.repeat(ids, S), "sublayer_index": np.tile(np.arange(S), m)})
+        for j in range(zc.shape[2]):
+            df[f"z{j + 1}"] = zc[:, :, j].ravel()
+        codes.append(df)
+    D = acc["x_sum_units"].shape[1]
+    entries = n * D
+    var_x = acc["x_sq"] / entries - (acc["x_sum_units"].sum(1) / entries) ** 2
+    var_res = acc["sse"] / entries - (acc["res_sum"] / entries) ** 2
+    sst_within = acc["x_sq"] - (acc["x_sum_units"] ** 2).sum(axis=1) / n
+    ev = pd.DataFrame({
+        "sublayer_index": np.arange(len(var_x)),
+        "explained_variance": 1 - var_res / var_x,
+        "r2_within": 1 - acc["sse"] / sst_within,
+        "mse": acc["sse"] / entries,
+    })
+    return pd.concat(codes, ignore_index=True), ev
+
+
+def bottleneck_distances(codes: pd.DataFrame) -> pd.DataFrame:
+    """Distance in the bottleneck between successive sublayers (Fig 3C): mean and sd over samples."""
+    zcols = [c for c in codes.columns if c.startswith("z")]
+    c = codes.sort_values(["sample", "sublayer_index"])
+    Z = c[zcols].to_numpy().reshape(c["sample"].nunique(), -1, len(zcols))
+    d = np.linalg.norm(np.diff(Z, axis=1), axis=2)
+    return pd.DataFrame({"transition": np.arange(d.shape[1]), "distance_mean": d.mean(0), "distance_sd": d.std(0, ddof=1) if d.shape[0] > 1 else 0.0})
+
+
+def checkpoint(model: CompressingAutoencoder, scaler: Scaler, cfg: CAEConfig, extra: dict[str, Any]) -> dict[str, Any]:
+    """Everything needed to rebuild the model: weights, widths, scaler, config."""
+    return {"state_dict": model.state_dict(), "widths": model.widths, "scaler": scaler.state(),
+            "config": asdict(cfg), **extra}

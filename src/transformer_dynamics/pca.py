@@ -1,0 +1,165 @@
+"""PCA of residual-stream trajectories (§2.8, Fig 4A-C).
+
+RS ``(N, 2L, D)`` is reshaped to ``X (2NL, D)``, centred by the global mean ``mu`` and
+decomposed, ``X_c = U S V^T``. We accumulate ``X^T X`` and the column sums in float64 over
+sample chunks of the store (one pass, memory ``D^2``, whatever N is) and take the
+eigendecomposition of the centred scatter matrix: its eigenvectors are V and its
+eigenvalues ``s_k^2``. This is exact (not randomised) and streams, so the same code serves
+SmolLM2 and an 8B model at N = 10,000.
+
+Fig 4C ("explained variance per layer using 100 PC components") is computed per sublayer:
+the PCA of that sublayer's N vectors (centred by the sublayer's own mean), cumulative
+explained variance over its first ``min(100, D, N-1)`` components, and the number of
+components needed for 90 %.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class PCAResult:
+    """Global PCA of RS vectors.
+
+    Attributes
+    ----------
+    mean : (D,) global mean ``mu``
+    components : (k, D) right singular vectors ``V^T`` (rows), sign-fixed so each row's
+        largest-magnitude entry is positive
+    singular_values : (k,) ``s`` of the centred matrix
+    explained_variance_ratio : (k,) ``s^2 / sum(s_i^2)`` (the sum over all D components)
+    n_vectors : number of vectors (2NL)
+    """
+
+    mean: np.ndarray
+    components: np.ndarray
+    singular_values: np.ndarray
+    explained_variance_ratio: np.ndarray
+    n_vectors: int
+
+    def transform(self, X: np.ndarray, k: int = 2) -> np.ndarray:
+        """Scores ``(X - mu) V[:, :k]`` for ``X (..., D)``."""
+        return (np.asarray(X, dtype=np.float64) - self.mean) @ self.components[:k].T
+
+    def inverse(self, Z: np.ndarray) -> np.ndarray:
+        """Back to model space: ``x = z V[:, :k]^T + mu`` for ``Z (..., k)``."""
+        k = Z.shape[-1]
+        return np.asarray(Z, dtype=np.float64) @ self.components[:k] + self.mean
+
+    def save(self, path: str) -> None:
+        np.savez(path, mean=self.mean, components=self.components, singular_values=self.singular_values,
+                 explained_variance_ratio=self.explained_variance_ratio, n_vectors=self.n_vectors)
+
+    @classmethod
+    def load(cls, path: str) -> "PCAResult":
+        d = np.load(path)
+        return cls(d["mean"], d["components"], d["singular_values"], d["explained_variance_ratio"], int(d["n_vectors"]))
+
+
+def _sign_fix(V: np.ndarray) -> np.ndarray:
+    """Make each row's largest-|.| entry positive (deterministic signs, like sklearn's svd_flip)."""
+    idx = np.argmax(np.abs(V), axis=1)
+    signs = np.sign(V[np.arange(V.shape[0]), idx])
+    signs[signs == 0] = 1
+    return V * signs[:, None]
+
+
+def _eig_from_scatter(xtx: np.ndarray, total: np.ndarray, n: int, k: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    mean = total / n
+    C = xtx - n * np.outer(mean, mean)
+    C = (C + C.T) / 2
+    w, V = np.linalg.eigh(C)
+    w = np.clip(w[::-1], 0, None)
+    V = V[:, ::-1].T
+    k = len(w) if k is None else min(k, len(w))
+    return mean, w, _sign_fix(V[:k])
+
+
+def fit_pca(chunks: Iterable[np.ndarray], n_components: int | None = None) -> PCAResult:
+    """Global PCA over every vector of every sublayer, streaming over ``(n, 2L, D)`` chunks."""
+    xtx = None
+    total = None
+    n = 0
+    for rs in chunks:
+        X = np.asarray(rs, dtype=np.float64).reshape(-1, rs.shape[-1])
+        if xtx is None:
+            xtx = np.zeros((X.shape[1], X.shape[1]))
+            total = np.zeros(X.shape[1])
+        xtx += X.T @ X
+        total += X.sum(axis=0)
+        n += X.shape[0]
+    if xtx is None or n < 2:
+        raise ValueError("PCA needs at least two vectors")
+    mean, w, V = _eig_from_scatter(xtx, total, n, n_components)
+    evr = w / w.sum() if w.sum() > 0 else np.zeros_like(w)
+    k = V.shape[0]
+    return PCAResult(mean, V, np.sqrt(w[:k]), evr[:k], n)
+
+
+def per_sublayer_spectra(
+    chunk_iter: Iterator[np.ndarray] | Iterable[np.ndarray], labels: list[str], max_components: int = 100
+) -> pd.DataFrame:
+    """Cumulative explained variance of each sublayer's own PCA (Fig 4C).
+
+    Parameters
+    ----------
+    chunk_iter : ``(n, S, D)`` chunks (all S sublayers, or a subset matching ``labels``)
+
+    Returns
+    -------
+    DataFrame ``sublayer_index``, ``sublayer``, ``component`` (1-based), ``explained_variance_ratio``,
+    ``cumulative``.
+    """
+    xtx = None
+    tot = None
+    n = 0
+    for rs in chunk_iter:
+        X = np.asarray(rs, dtype=np.float64)
+        if xtx is None:
+            S, D = X.shape[1], X.shape[2]
+            xtx = np.zeros((S, D, D))
+            tot = np.zeros((S, D))
+        xtx += np.einsum("nsd,nse->sde", X, X, optimize=True)
+        tot += X.sum(axis=0)
+        n += X.shape[0]
+    rows = []
+    for s in range(xtx.shape[0]):
+        _, w, _ = _eig_from_scatter(xtx[s], tot[s], n, None)
+        k = min(max_components, len(w), max(1, n - 1))
+        evr = w / w.sum() if w.sum() > 0 else np.zeros_like(w)
+        rows.append(pd.DataFrame({
+            "sublayer_index": s, "sublayer": labels[s], "component": np.arange(1, k + 1),
+            "explained_variance_ratio": evr[:k], "cumulative": np.cumsum(evr)[:k],
+        }))
+    return pd.concat(rows, ignore_index=True)
+
+
+def n_components_for(spectra: pd.DataFrame, threshold: float = 0.9) -> pd.DataFrame:
+    """Per sublayer, the number of components whose cumulative explained variance reaches ``threshold``.
+
+    NaN when the first ``max_components`` do not reach it.
+    """
+    def first(g: pd.DataFrame) -> float:
+        hit = g.loc[g["cumulative"] >= threshold, "component"]
+        return float(hit.iloc[0]) if len(hit) else float("nan")
+
+    out = spectra.groupby(["sublayer_index", "sublayer"], sort=True).apply(first, include_groups=False)
+    return out.rename(f"n_pcs_{int(threshold * 100)}").reset_index()
+
+
+def trajectories(chunks: Iterable[tuple[int, np.ndarray]], pca: PCAResult, k: int = 2) -> pd.DataFrame:
+    """PC scores of every sample's trajectory: ``sample``, ``sublayer_index``, ``pc1``..``pck``."""
+    parts = []
+    for s0, rs in chunks:
+        Z = pca.transform(rs, k)  # (n, S, k)
+        n, S, _ = Z.shape
+        df = pd.DataFrame({"sample": np.repeat(np.arange(s0, s0 + n), S), "sublayer_index": np.tile(np.arange(S), n)})
+        for j in range(k):
+            df[f"pc{j + 1}"] = Z[:, :, j].ravel()
+        parts.append(df)
+    return pd.concat(parts, ignore_index=True)

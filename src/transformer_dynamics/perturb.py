@@ -1,0 +1,115 @@
+"""Perturbations of the residual stream: teleport (§2.8, §3.4, Fig 4D) and beyond.
+
+At the last token of a control prompt ("I'm sorry, Dave. I'm afraid I can't do that."), the
+residual stream entering layer l (the input of its attention block) is replaced or shifted,
+the model runs on, and every sublayer's residual vector is recorded. Kinds:
+
+``teleport`` (the paper)
+    an ``n x n`` grid over the range of the PC1-PC2 scores, mapped back to model space with
+    ``x = z V[:, :2]^T + mu``, replaces the residual.
+``noise``
+    Gaussian noise, rescaled to a norm of ``noise_scale * ||h_l||`` (the control's residual
+    norm at that layer), is added.
+``swap``
+    the residual of another sample (drawn from the activation store, same sublayer) replaces it.
+
+All perturbed copies of the prompt run as one batch per layer. Outputs are trajectories in
+the PC1-PC2 plane and, per sublayer from l on, the mean squared distance of the perturbed
+trajectories to the control (in the PC plane and in the full space, per dimension) and
+their variance (trace of the covariance over perturbations, in both spaces).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .capture import capture_last_token
+from .pca import PCAResult
+
+CONTROL_PROMPT = "I'm sorry, Dave. I'm afraid I can't do that."
+PAPER_LAYERS = (0, 7, 15, 23, 31)  # of Llama 3.1 8B's 32 layers
+
+
+def default_layers(n_layers: int) -> list[int]:
+    """The paper's layers (0, 7, 15, 23, 31 of 32) at the same fractions of depth."""
+    return sorted({int(round(l * (n_layers - 1) / 31)) for l in PAPER_LAYERS})
+
+
+def teleport_grid(scores: np.ndarray, n: int = 10) -> np.ndarray:
+    """``(n*n, 2)`` uniform grid over ``[min, max]`` of the PC1 and PC2 scores."""
+    lo, hi = scores.min(axis=0), scores.max(axis=0)
+    g1, g2 = np.linspace(lo[0], hi[0], n), np.linspace(lo[1], hi[1], n)
+    return np.stack(np.meshgrid(g1, g2, indexing="xy"), axis=-1).reshape(-1, 2)
+
+
+def run_edited(model: Any, token_ids: Sequence[int], layer: int, new_rows: np.ndarray, mode: str = "replace",
+               pad_id: int = 0) -> np.ndarray:
+    """Residual trajectories ``(B, 2L, D)`` of the prompt with its last-token residual entering
+    ``layer`` replaced by (``mode='replace'``) or shifted by (``'add'``) each row of ``new_rows``.
+
+    All ``B`` copies run in one batch.
+    """
+    rows = torch.as_tensor(np.asarray(new_rows), dtype=next(model.parameters()).dtype,
+                           device=next(model.parameters()).device)
+
+    def edit(h: torch.Tensor) -> torch.Tensor:
+        return rows if mode == "replace" else h + rows
+
+    seqs = [list(token_ids)] * len(rows)
+    out = np.empty((len(rows), 0))
+    for idx, rs in capture_last_token(model, seqs, max_batch=len(rows), pad_id=pad_id, edits={layer: edit}):
+        out = np.empty((len(rows),) + rs.shape[1:], dtype=np.float32) if out.size == 0 else out
+        out[idx] = rs
+    return out
+
+
+def trajectory_metrics(perturbed: np.ndarray, control: np.ndarray, pca: PCAResult, start: int) -> pd.DataFrame:
+    """Per sublayer from ``start``: distance to the control and spread of the perturbed runs.
+
+    Parameters
+    ----------
+    perturbed : (B, 2L, D); control : (2L, D)
+    """
+    P = perturbed[:, start:].astype(np.float64)
+    C = control[start:].astype(np.float64)
+    Zp = pca.transform(P, 2)
+    Zc = pca.transform(C, 2)
+    return pd.DataFrame(
+        {
+            "sublayer_index": np.arange(start, control.shape[0]),
+            "steps_after": np.arange(control.shape[0] - start),
+            "mse_pc": ((Zp - Zc) ** 2).sum(-1).mean(0),
+            "var_pc": Zp.var(axis=0, ddof=1).sum(-1) if len(P) > 1 else 0.0,
+            "mse_full": ((P - C) ** 2).mean(-1).mean(0),
+            "var_full": P.var(axis=0, ddof=1).mean(-1) if len(P) > 1 else 0.0,
+            "control_norm": np.linalg.norm(C, axis=-1),
+            "control_ms": (C**2).mean(-1),
+        }
+    )
+
+
+def perturbation_rows(kind: str, layer: int, control: np.ndarray, pca: PCAResult, scores: np.ndarray | None,
+                      pool: np.ndarray | None, grid: int, n_random: int, noise_scale: float, seed: int
+                      ) -> tuple[np.ndarray, str, np.ndarray]:
+    """The vectors to apply for one kind at one layer: ``(rows, mode, targets_in_pc_plane)``."""
+    h = control[2 * layer].astype(np.float64)
+    if kind == "teleport":
+        if scores is None:
+            raise ValueError("teleport needs the PC scores of the data")
+        Z = teleport_grid(scores, grid)
+        return pca.inverse(Z), "replace", Z
+    rng = np.random.default_rng([seed, layer, {"noise": 1, "swap": 2}[kind]])
+    if kind == "noise":
+        eps = rng.normal(size=(n_random, h.shape[0]))
+        eps *= noise_scale * np.linalg.norm(h) / np.linalg.norm(eps, axis=1, keepdims=True)
+        return eps, "add", pca.transform(h + eps, 2)
+    if kind == "swap":
+        if pool is None:
+            raise ValueError("swap needs residual vectors of other samples at this layer")
+        pick = rng.choice(len(pool), size=min(n_random, len(pool)), replace=False)
+        return pool[pick].astype(np.float64), "replace", pca.transform(pool[pick], 2)
+    raise ValueError(f"unknown perturbation kind {kind!r} (teleport | noise | swap)")
