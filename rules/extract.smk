@@ -44,7 +44,7 @@ rule extract_shard:
         f"{RESULTS}/benchmarks/{{model}}/extract/{{condition}}/{{shard}}.tsv"
     threads: config["extraction"]["threads"]
     resources:
-        mem_mb=lambda w: model_mem_mb(w.model),
+        mem_mb=lambda w, attempt: model_mem_mb(w.model) * attempt,
         runtime=240,
         gpu=lambda w: 1 if model_device(w.model) == "cuda" else 0,
     conda:

@@ -37,7 +37,7 @@ rule perturb:
         f"{RESULTS}/benchmarks/{{model}}/perturb/{{condition}}.tsv"
     threads: config["extraction"]["threads"]
     resources:
-        mem_mb=lambda w: model_mem_mb(w.model),
+        mem_mb=lambda w, attempt: model_mem_mb(w.model) * attempt,
         runtime=60,
         gpu=lambda w: 1 if model_device(w.model) == "cuda" else 0,
     conda:

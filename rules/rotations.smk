@@ -20,7 +20,7 @@ rule rotation_block:
         f"{RESULTS}/benchmarks/{{model}}/rotation_block/{{condition}}/{{block}}.tsv"
     threads: 1
     resources:
-        mem_mb=lambda w: block_mem_mb(w.model) + 1000,
+        mem_mb=lambda w, attempt: (block_mem_mb(w.model) + 1000) * attempt,
         runtime=30,
     conda:
         ENV

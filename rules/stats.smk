@@ -18,7 +18,7 @@ rule unit_block_stats:
         f"{RESULTS}/benchmarks/{{model}}/unit_block_stats/{{condition}}/{{block}}.tsv"
     threads: 1
     resources:
-        mem_mb=lambda w: block_mem_mb(w.model),
+        mem_mb=lambda w, attempt: block_mem_mb(w.model) * attempt,
         runtime=60,
     conda:
         ENV
@@ -59,7 +59,7 @@ rule vector_stats:
         f"{RESULTS}/benchmarks/{{model}}/vector_stats/{{condition}}.tsv"
     threads: 1
     resources:
-        mem_mb=lambda w: block_mem_mb(w.model),
+        mem_mb=lambda w, attempt: block_mem_mb(w.model) * attempt,
         runtime=30,
     conda:
         ENV

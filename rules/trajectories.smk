@@ -19,7 +19,7 @@ rule fit_pca:
         f"{RESULTS}/benchmarks/{{model}}/fit_pca/{{condition}}.tsv"
     threads: 2
     resources:
-        mem_mb=lambda w: 1500 + config["pca"]["memory_mb"] + int(3 * 8 * d_model(w.model) ** 2 / 1e6),
+        mem_mb=lambda w, attempt: (1500 + config["pca"]["memory_mb"] + int(3 * 8 * d_model(w.model) ** 2 / 1e6)) * attempt,
         runtime=60,
     conda:
         ENV
@@ -45,7 +45,7 @@ rule train_autoencoder:
         f"{RESULTS}/benchmarks/{{model}}/train_autoencoder/{{condition}}.tsv"
     threads: 2
     resources:
-        mem_mb=lambda w: block_mem_mb(w.model) + 2000,
+        mem_mb=lambda w, attempt: (block_mem_mb(w.model) + 2000) * attempt,
         runtime=240,
         gpu=1 if config["autoencoder"]["device"] == "cuda" else 0,
     conda:

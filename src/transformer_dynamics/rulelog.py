@@ -36,6 +36,10 @@ def rule_logging(smk: Any) -> Iterator[None]:
     with open(log[0], "w", buffering=1) as fh:
         old_out, old_err = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = fh
+        import platform
+
+        job = os.environ.get("SLURM_JOB_ID")
+        print(f"host {platform.node()}" + (f", SLURM job {job}" if job else ""), flush=True)
         try:
             yield
         except BaseException:

