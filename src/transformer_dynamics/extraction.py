@@ -39,7 +39,7 @@ def extract_to_store(
     max_batch: int | None = None,
     attrs: dict[str, Any] | None = None,
     work_path: str | Path | None = None,
-    log: Any = sys.stderr,
+    log: Any = None,
 ) -> dict[str, float]:
     """Capture every sequence and write a complete store at ``path``.
 
@@ -62,6 +62,7 @@ def extract_to_store(
     -------
     dict with ``seconds``, ``tokens`` and ``chunks_computed``.
     """
+    log = log if log is not None else sys.stderr
     path = Path(path)
     work = Path(work_path) if work_path is not None else path.with_name(path.name + ".partial")
     m = loaded.model
