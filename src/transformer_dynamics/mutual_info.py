@@ -34,6 +34,8 @@ correlation, which is where residual-stream units live.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from scipy import stats
@@ -122,11 +124,10 @@ def _kde_1d_at_samples(v: torch.Tensor, G: int) -> torch.Tensor:
     return smooth.gather(1, i0) * (1 - w) + smooth.gather(1, i0 + 1) * w
 
 
-def _kde_2d_at_samples(x: torch.Tensor, y: torch.Tensor, G: int) -> torch.Tensor:
-    """2-D Scott-rule full-covariance KDE of each pair evaluated at its samples, (B, N)."""
-    B, N = x.shape
-    mx, my = x.mean(1, keepdim=True), y.mean(1, keepdim=True)
-    xc, yc = x - mx, y - my
+def _whiten(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Whitened coordinates ``(u, v)`` of each pair and the Jacobian ``det L`` of the whitening."""
+    N = x.shape[1]
+    xc, yc = x - x.mean(1, keepdim=True), y - y.mean(1, keepdim=True)
     sxx = (xc * xc).sum(1) / (N - 1)
     syy = (yc * yc).sum(1) / (N - 1)
     sxy = (xc * yc).sum(1) / (N - 1)
@@ -135,41 +136,82 @@ def _kde_2d_at_samples(x: torch.Tensor, y: torch.Tensor, G: int) -> torch.Tensor
     b = sxy / a
     c = torch.sqrt(torch.clamp(syy - b * b, min=1e-300))
     u = xc / a[:, None]
-    v = (yc - b[:, None] * u) / c[:, None]
+    return u, (yc - b[:, None] * u) / c[:, None], a * c
+
+
+def _kde_2d_at_samples(x: torch.Tensor, y: torch.Tensor, max_grid: int = 256, cells_per_h: float = 2.0) -> torch.Tensor:
+    """2-D Scott-rule full-covariance KDE of each pair evaluated at its samples, (B, N).
+
+    In whitened coordinates every pair has the same isotropic kernel (width ``h = N^(-1/6)``),
+    so with one grid spacing ``delta = h / cells_per_h`` for all pairs the smoothing is one
+    shared separable Gaussian: ``K C K^T`` with the same Toeplitz K for every pair of a grid
+    size, computed as two large GEMMs over all those pairs. Each pair's grid starts at its own
+    minimum and its size is its own extent rounded up to 16 cells, so a pair's result does
+    not depend on which pairs share its batch. A pair that would need more than ``max_grid``
+    cells per axis gets a coarser grid of its own.
+    """
+    B, N = x.shape
+    u, v, jac = _whiten(x, y)
+    collinear = jac * jac < 1e-12 * x.var(1) * y.var(1)  # 1 - r^2 < 1e-12: the KDE is singular
+    if collinear.any():
+        out = torch.full((B, N), float("nan"), dtype=x.dtype)
+        if (~collinear).any():
+            out[~collinear] = _kde_2d_at_samples(x[~collinear], y[~collinear], max_grid, cells_per_h)
+        return out
     h = N ** (-1.0 / 6.0)
     lo_u = u.min(1).values - 4 * h
     lo_v = v.min(1).values - 4 * h
     span = torch.maximum(u.max(1).values - lo_u, v.max(1).values - lo_v) + 4 * h
-    delta = span / (G - 1)
-    hh = torch.full_like(delta, h)
-    bw = torch.sqrt(torch.clamp(hh**2 - delta**2 / 3, min=(0.25 * h) ** 2))
-    iu, wu = _lin_bin_1d(u, lo_u, delta, G)
-    iv, wv = _lin_bin_1d(v, lo_v, delta, G)
-    counts = torch.zeros(B, G * G, dtype=x.dtype, device=x.device)
-    for du, wa in ((0, 1 - wu), (1, wu)):
-        for dv, wb in ((0, 1 - wv), (1, wv)):
-            counts.scatter_add_(1, (iu + du) * G + (iv + dv), wa * wb)
-    k = _gauss_lags(G, delta, bw).to(torch.float32)
-    lag = (torch.arange(G)[:, None] - torch.arange(G)[None, :]).abs().to(x.device)
-    K = k[:, lag]  # (B, G, G) Toeplitz: two batched GEMMs beat FFTs at this size
-    C = counts.view(B, G, G).to(torch.float32)
-    S = torch.bmm(torch.bmm(K, C), K.transpose(1, 2)).reshape(B, G * G)
-    dens = torch.zeros_like(x)
-    for du, wa in ((0, 1 - wu), (1, wu)):
-        for dv, wb in ((0, 1 - wv), (1, wv)):
-            dens += S.gather(1, (iu + du) * G + (iv + dv)).double() * wa * wb
-    # grid normalisation and the Jacobian of the whitening
-    return dens / (N * (delta**2) * a * c)[:, None]
+    delta = h / cells_per_h
+    # grid size per pair, rounded up to a multiple of 16: pairs of one size share the GEMMs
+    need = (torch.ceil(span / delta).long() + 1 + 15) // 16 * 16
+    out = torch.empty(B, N, dtype=x.dtype)
+    for G in torch.unique(need).tolist():
+        sel = need == G
+        if G > max_grid:  # rare: extreme outliers; one coarser grid per such pair
+            for i in torch.nonzero(sel).flatten().tolist():
+                d_i = float(span[i]) / (max_grid - 1)
+                out[i] = _smooth_2d(u[i : i + 1], v[i : i + 1], lo_u[i : i + 1], lo_v[i : i + 1], d_i, h, max_grid)[0]
+        else:
+            out[sel] = _smooth_2d(u[sel], v[sel], lo_u[sel], lo_v[sel], delta, h, int(G))
+    return out / (N * jac)[:, None]
+
+
+def _smooth_2d(u: torch.Tensor, v: torch.Tensor, lo_u: torch.Tensor, lo_v: torch.Tensor, delta: float, h: float,
+               G: int) -> torch.Tensor:
+    """Binned KDE density (up to 1/N and the Jacobian) at each sample, spacing ``delta``."""
+    B, N = u.shape
+    bw = math.sqrt(max(h * h - delta * delta / 3, (0.25 * h) ** 2))  # binning + interpolation blur
+    r = int(math.ceil(4 * bw / delta))
+    taps = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (taps * (delta / bw)) ** 2) * (delta / (math.sqrt(2 * math.pi) * bw))
+    dvec = torch.full((B,), delta, dtype=u.dtype)
+    iu, wu = _lin_bin_1d(u, lo_u, dvec, G)
+    iv, wv = _lin_bin_1d(v, lo_v, dvec, G)
+    wu, wv = wu.float(), wv.float()
+    idx = [((iu + du) * G + (iv + dv), wa * wb) for du, wa in ((0, 1 - wu), (1, wu)) for dv, wb in ((0, 1 - wv), (1, wv))]
+    counts = torch.zeros(B, G * G, dtype=torch.float32)
+    for ii, ww in idx:
+        counts.scatter_add_(1, ii, ww)
+    lag = (torch.arange(G)[:, None] - torch.arange(G)[None, :]).abs()
+    K = torch.where(lag <= r, k[r + lag.clamp(max=r)], torch.zeros(()))  # (G, G) Toeplitz, banded
+    C = counts.view(B, G, G)
+    T1 = (K @ C.permute(1, 0, 2).reshape(G, B * G)).view(G, B, G).permute(1, 0, 2)  # K C, one GEMM
+    S = (T1.reshape(B * G, G) @ K.T).view(B, G * G)  # (K C) K^T, one GEMM
+    dens = torch.zeros(B, N, dtype=torch.float32)
+    for ii, ww in idx:
+        dens += S.gather(1, ii) * ww
+    return dens.double() / (delta * delta)
 
 
 @torch.inference_mode()
-def mi_fast(x: np.ndarray, y: np.ndarray, grid: int = 128, grid_1d: int = 512, batch: int = 256) -> np.ndarray:
+def mi_fast(x: np.ndarray, y: np.ndarray, grid: int = 256, grid_1d: int = 512, batch: int = 256) -> np.ndarray:
     """Batched MI in nats for many pairs: rows of ``x`` against rows of ``y``.
 
     Parameters
     ----------
     x, y : ndarray, shape (n_pairs, n_samples)
-    grid : grid points per axis of the 2-D binned KDE
+    grid : largest number of grid points per axis of the 2-D binned KDE
     grid_1d : grid points of the 1-D marginal KDEs
     batch : pairs per batched computation (memory: batch * grid^2 * 8 bytes)
 
@@ -183,15 +225,7 @@ def mi_fast(x: np.ndarray, y: np.ndarray, grid: int = 128, grid_1d: int = 512, b
         raise ValueError(f"x and y must have the same shape, got {x.shape} and {y.shape}")
     out = np.zeros(x.shape[0])
     sx, sy = x.std(1), y.std(1)
-    ok = (sx > 0) & (sy > 0) & np.isfinite(sx) & np.isfinite(sy)
-    idx = np.flatnonzero(ok)
-    if len(idx):
-        xc = x[idx] - x[idx].mean(1, keepdims=True)
-        yc = y[idx] - y[idx].mean(1, keepdims=True)
-        r = (xc * yc).sum(1) / np.sqrt((xc * xc).sum(1) * (yc * yc).sum(1))
-        collinear = 1 - r * r < 1e-12
-        out[idx[collinear]] = np.nan
-        idx = idx[~collinear]
+    idx = np.flatnonzero((sx > 0) & (sy > 0) & np.isfinite(sx) & np.isfinite(sy))
     for s in range(0, len(idx), batch):
         sel = idx[s : s + batch]
         tx = torch.from_numpy(x[sel])
@@ -211,12 +245,13 @@ def gaussian_mi(rho: float) -> float:
 
 @torch.inference_mode()
 def mi_transitions(
-    a: np.ndarray, src: np.ndarray, dst: np.ndarray, grid: int = 128, grid_1d: int = 512, batch: int = 256
+    a: np.ndarray, src: np.ndarray, dst: np.ndarray, grid: int = 256, grid_1d: int = 512, batch: int = 256
 ) -> np.ndarray:
     """MI of every unit between sublayers ``src[t]`` and ``dst[t]``, for a block of units.
 
     Same numbers as :func:`mi_fast` on each pair, but each (sublayer, unit) marginal density
-    is computed once and shared by the transitions that use it.
+    is computed once and shared by the transitions that use it, and pairs of similar extent
+    are batched together.
 
     Parameters
     ----------
@@ -229,30 +264,25 @@ def mi_transitions(
     """
     a = np.asarray(a, dtype=np.float64)
     N, S, U = a.shape
-    rows = np.ascontiguousarray(a.transpose(1, 2, 0)).reshape(S * U, N)  # (sublayer*unit, N)
+    rows = torch.from_numpy(np.ascontiguousarray(a.transpose(1, 2, 0)).reshape(S * U, N))  # (sublayer*unit, N)
     sd = rows.std(1)
-    ok = (sd > 0) & np.isfinite(sd)
-    log_marg = np.zeros((S * U, N))
-    idx = np.flatnonzero(ok)
+    ok = (sd > 0) & torch.isfinite(sd)
+    log_marg = torch.zeros(S * U, N, dtype=torch.float64)
+    idx = torch.nonzero(ok).flatten()
     for s in range(0, len(idx), batch):
         sel = idx[s : s + batch]
-        log_marg[sel] = torch.log(_kde_1d_at_samples(torch.from_numpy(rows[sel]), grid_1d)).numpy()
+        log_marg[sel] = torch.log(_kde_1d_at_samples(rows[sel], grid_1d))
     src, dst = np.asarray(src), np.asarray(dst)
-    ri = (src[:, None] * U + np.arange(U)[None]).ravel()
-    rj = (dst[:, None] * U + np.arange(U)[None]).ravel()
-    out = np.zeros(len(ri))
-    good = ok[ri] & ok[rj]
-    xc = rows[ri] - rows[ri].mean(1, keepdims=True)
-    yc = rows[rj] - rows[rj].mean(1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (xc * yc).sum(1) / np.sqrt((xc * xc).sum(1) * (yc * yc).sum(1))
-    collinear = good & (1 - r * r < 1e-12)
-    out[collinear] = np.nan
-    todo = np.flatnonzero(good & ~collinear)
+    ri = torch.from_numpy((src[:, None] * U + np.arange(U)[None]).ravel())
+    rj = torch.from_numpy((dst[:, None] * U + np.arange(U)[None]).ravel())
+    out = torch.zeros(len(ri), dtype=torch.float64)
+    todo = torch.nonzero(ok[ri] & ok[rj]).flatten()
+    # pairs of similar extent share a batch (and so mostly one grid size)
+    ext = (rows.max(1).values - rows.min(1).values) / torch.where(ok, sd, torch.ones_like(sd))
+    todo = todo[torch.argsort(torch.maximum(ext[ri[todo]], ext[rj[todo]]), stable=True)]
     for s in range(0, len(todo), batch):
         sel = todo[s : s + batch]
-        pxy = _kde_2d_at_samples(torch.from_numpy(rows[ri[sel]]), torch.from_numpy(rows[rj[sel]]), grid).numpy()
-        # log(px*py + eps) with px*py = exp(log px + log py)
-        pxpy = np.exp(log_marg[ri[sel]] + log_marg[rj[sel]])
-        out[sel] = (np.log(pxy + EPS) - np.log(pxpy + EPS)).mean(1)
-    return out.reshape(len(src), U)
+        pxy = _kde_2d_at_samples(rows[ri[sel]], rows[rj[sel]], grid)
+        log_pxpy = log_marg[ri[sel]] + log_marg[rj[sel]]
+        out[sel] = (torch.log(pxy + EPS) - torch.log(torch.exp(log_pxpy) + EPS)).mean(1)
+    return out.numpy().reshape(len(src), U)

@@ -1,0 +1,100 @@
+"""Extraction throughput: hook capture vs output_hidden_states, as a fraction of GEMM peak.
+
+    python benchmarks/extract.py [--n 256] [--threads 2]
+
+Prints one table, all measured in this run on this machine: float32 GEMM peak, then
+sequences/s, tokens/s and model GFLOP/s for
+  - hooks: transformer_dynamics capture (forward hooks, last token only, no LM head,
+    stops after the last capture point, length-sorted batches, token budget),
+  - hidden_states/sorted: HF output_hidden_states with the LM head on the same batches,
+  - hidden_states/naive: output_hidden_states, batches of 32 in corpus order, right padding.
+Model FLOPs count the transformer blocks only (2 x parameters of the blocks per token plus
+causal attention scores), the same useful work for every row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from transformer_dynamics import corpus
+from transformer_dynamics.capture import capture_last_token, length_sorted_batches, pad_batch
+from transformer_dynamics.models import load_model
+
+
+def gemm_peak(threads: int, n: int = 2048, reps: int = 10) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    best = 0.0
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        best = max(best, 2 * n**3 / (time.perf_counter() - t))
+    return best / 1e9
+
+
+def block_flops(cfg, lengths) -> float:
+    D, I, L = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
+    kv = cfg.num_key_value_heads * (D // cfg.num_attention_heads)
+    per_token = 2 * L * (2 * D * D + 2 * D * kv + 3 * D * I)
+    attn = sum(2 * 2 * L * D * (t * (t + 1) / 2) for t in lengths)  # QK^T and AV, causal
+    return per_token * sum(lengths) + attn
+
+
+def timed(fn, repeats: int = 2) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    loaded = load_model("embedded", "float32", "cpu")
+    m, tok = loaded.model, loaded.tokenizer
+    c = corpus.load_wiki_offline()
+    table = corpus.sample_table(c, 100, 500, args.n, seed=0)
+    seqs = corpus.tokenize(tok, list(table["text"]))
+    lengths = [len(s) for s in seqs]
+    flops = block_flops(m.config, lengths)
+    pad = tok.pad_token_id or 0
+
+    def hooks():
+        for _ in capture_last_token(m, seqs, pad_id=pad):
+            pass
+
+    def hidden(batches):
+        with torch.inference_mode():
+            for idx in batches:
+                ids, pos, _, _ = pad_batch([seqs[i] for i in idx], pad)
+                mask = (torch.arange(ids.shape[1])[None] <= pos[:, None]).long()
+                m(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+
+    sorted_batches = length_sorted_batches(lengths, 4096)
+    naive_batches = [np.arange(i, min(len(seqs), i + 32)) for i in range(0, len(seqs), 32)]
+    peak = gemm_peak(args.threads)
+    rows = [
+        ("hooks (this package)", timed(hooks)),
+        ("hidden_states/sorted", timed(lambda: hidden(sorted_batches))),
+        ("hidden_states/naive", timed(lambda: hidden(naive_batches))),
+    ]
+    print(f"SmolLM2-135M float32, {args.n} sequences, {sum(lengths)} tokens, {args.threads} threads")
+    print(f"float32 GEMM peak (2048^3 matmul, best of 10): {peak:.1f} GFLOP/s")
+    print(f"{'method':<24}{'seq/s':>8}{'tok/s':>9}{'GFLOP/s':>10}{'% peak':>8}")
+    for name, sec in rows:
+        gf = flops / sec / 1e9
+        print(f"{name:<24}{args.n / sec:>8.1f}{sum(lengths) / sec:>9.0f}{gf:>10.1f}{100 * gf / peak:>7.0f}%")
+
+
+if __name__ == "__main__":
+    main()
