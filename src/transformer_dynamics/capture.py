@@ -280,7 +280,7 @@ def length_sorted_batches(lengths: Sequence[int], max_tokens: int, max_batch: in
 
 def auto_max_tokens(device: str) -> int:
     """Padded tokens per batch for ``batch_size: auto`` (measured with benchmarks/extract.py)."""
-    return 65536 if device == "cuda" else 4096
+    return 65536 if device == "cuda" else 1024
 
 
 def capture_last_token(

@@ -167,13 +167,17 @@ def vector_transition_values(rs: np.ndarray, src: np.ndarray, dst: np.ndarray) -
     cos, vel : ndarrays, shape (n_samples, n_transitions). Cosine is NaN for a zero vector.
     """
     rs = np.asarray(rs, dtype=np.float64)
-    h0, h1 = rs[:, src], rs[:, dst]
+    norms = np.linalg.norm(rs, axis=2)
+    consecutive = np.array_equal(dst, src + 1) and (len(src) == 0 or np.array_equal(src, np.arange(src[0], src[-1] + 1)))
+    if consecutive:  # views, no copies of the (n, T, D) slabs
+        h0, h1 = rs[:, src[0] : src[-1] + 1], rs[:, dst[0] : dst[-1] + 1]
+        vel = np.linalg.norm(np.diff(rs[:, src[0] : dst[-1] + 1], axis=1), axis=2)
+    else:
+        h0, h1 = rs[:, src], rs[:, dst]
+        vel = np.linalg.norm(h1 - h0, axis=2)
     dot = np.einsum("ntd,ntd->nt", h0, h1)
-    n0 = np.linalg.norm(h0, axis=2)
-    n1 = np.linalg.norm(h1, axis=2)
     with np.errstate(invalid="ignore", divide="ignore"):
-        cos = dot / (n0 * n1)
-    vel = np.linalg.norm(h1 - h0, axis=2)
+        cos = dot / (norms[:, src] * norms[:, dst])
     return cos, vel
 
 

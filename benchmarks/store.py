@@ -1,0 +1,58 @@
+"""Chunk shape of the activation store: write cost per sample chunk, read cost per unit block.
+
+    python benchmarks/store.py [--n 1000] [--sublayers 60] [--units 576]
+
+Writes a synthetic float32 store (random data, so compression is the worst case) with
+several chunk shapes and prints: files, size on disk, time to write the whole store one
+sample chunk at a time (what extraction does), time to read one 64-unit block for all
+samples (what each per-unit job does), and time to stream the whole store by sample chunks
+(what PCA, vector statistics and the autoencoder do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--sublayers", type=int, default=60)
+    ap.add_argument("--units", type=int, default=576)
+    args = ap.parse_args()
+    N, S, D = args.n, args.sublayers, args.units
+    data = np.random.default_rng(0).normal(size=(N, S, D)).astype(np.float32)
+    tmp = Path(tempfile.mkdtemp())
+    print(f"store ({N}, {S}, {D}) float32 = {data.nbytes / 1e6:.0f} MB")
+    print(f"{'chunks (sample, sublayer, unit)':<34}{'files':>7}{'MB':>7}{'write s':>9}{'block read s':>14}{'stream s':>10}")
+    for sc, uc in ((100, 64), (100, 576), (25, 64), (1000, 64), (100, 16)):
+        path = tmp / f"s{sc}_{uc}.zarr"
+        g = zarr.open_group(str(path), mode="w", zarr_format=3)
+        a = g.create_array("rs", shape=(N, S, D), chunks=(sc, S, uc), dtype="float32")
+        t = time.perf_counter()
+        for s0 in range(0, N, sc):
+            a[s0 : s0 + sc] = data[s0 : s0 + sc]
+        w = time.perf_counter() - t
+        t = time.perf_counter()
+        block = a[:, :, 64:128]
+        r = time.perf_counter() - t
+        assert np.array_equal(block, data[:, :, 64:128])
+        t = time.perf_counter()
+        for s0 in range(0, N, 100):
+            a[s0 : s0 + 100]
+        st = time.perf_counter() - t
+        files = sum(1 for p in path.rglob("*") if p.is_file())
+        mb = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
+        print(f"{str((sc, S, uc)):<34}{files:>7}{mb:>7.0f}{w:>9.2f}{r:>14.3f}{st:>10.2f}")
+    shutil.rmtree(tmp)
+
+
+if __name__ == "__main__":
+    main()
