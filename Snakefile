@@ -4,6 +4,9 @@
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/corpus.smk"
 include: "rules/extract.smk"
@@ -11,6 +14,7 @@ include: "rules/stats.smk"
 include: "rules/rotations.smk"
 include: "rules/trajectories.smk"
 include: "rules/perturb.smk"
+include: "rules/findings.smk"
 include: "rules/figures.smk"
 
 

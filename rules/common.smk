@@ -108,6 +108,8 @@ def store_path(model, condition):
 
 def all_targets():
     targets = []
+    if "original" in CONDITIONS:
+        targets += [f"{RESULTS}/findings.md", f"{RESULTS}/comparison/depth_profiles.png"]
     for m in MODELS:
         for c in CONDITIONS:
             targets += [

@@ -13,6 +13,7 @@ rule rotation_block:
         n_shuffles=config["rotations"]["n_shuffles"],
         null=config["rotations"]["null_model"],
         trajectory=config["rotations"]["trajectory"],
+        extra_nulls=[n for n in config["rotations"]["extra_nulls"] if n != config["rotations"]["null_model"]],
         seed=config["seed"],
     log:
         f"{RESULTS}/logs/{{model}}/rotation_block/{{condition}}/{{block}}.log",

@@ -13,6 +13,9 @@ with rule_logging(snakemake):
         )
     table = pd.read_parquet(snakemake.output.table)
     table["q_value"] = rotations.benjamini_hochberg(table["p_value"].to_numpy())
+    for pfx in rotations.EXTRA_PREFIX.values():
+        if f"{pfx}_p_value" in table:
+            table[f"{pfx}_q_value"] = rotations.benjamini_hochberg(table[f"{pfx}_p_value"].to_numpy())
     table.to_parquet(snakemake.output.table, index=False)
     summary = rotations.rotation_summary(table)
     with open(snakemake.output.summary, "w") as fh:

@@ -11,7 +11,7 @@ with rule_logging(snakemake):
     p = snakemake.params
     u0, u1 = p.units
     a = store.read_units(snakemake.input.store, u0, u1)
-    table = rotations.unit_rotation_table(a, u0, p.n_shuffles, p.null, p.trajectory, p.seed)
+    table = rotations.unit_rotation_table(a, u0, p.n_shuffles, p.null, p.trajectory, p.seed, tuple(p.extra_nulls))
     table.to_parquet(snakemake.output.table, index=False)
     mean = a.mean(axis=0)  # (S, U)
     S, U = mean.shape

@@ -54,3 +54,19 @@ def test_too_few_texts_is_a_clear_error(tmp_path, tiny_model_dir):
     assert res.returncode != 0
     log = (tmp_path / "results/logs/filter_corpus.log").read_text()
     assert "texts pass the length filter" in log and "n_samples=24" in log
+
+
+def test_findings_comparison_and_report(finished_run):
+    import json
+
+    wd = finished_run
+    f = json.loads((wd / "results/tiny/findings.json").read_text())
+    keys = [x["key"] for x in f["findings"]]
+    assert {"F1a", "F1b", "F1c", "F2a", "F3", "F4a", "F4b", "F5a", "F5b", "F5c"} <= set(keys)
+    assert all(x["verdict"] in {"holds", "does not hold", "inconclusive"} for x in f["findings"])
+    md = (wd / "results/findings.md").read_text()
+    assert "| F1a" in md and "tiny" in md
+    assert (wd / "results/comparison/depth_profiles.png").stat().st_size > 10_000
+    snakemake(wd, "--report", "results/report.html")
+    html = (wd / "results/report.html").read_text(errors="ignore")
+    assert len(html) > 100_000 and "fig1_original.png" in html and "findings" in html

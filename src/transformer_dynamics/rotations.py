@@ -38,6 +38,7 @@ import pandas as pd
 
 TWO_PI = 2 * np.pi
 NULLS = ("points", "activations", "increments")
+EXTRA_PREFIX = {"increments": "incr", "points": "pts", "activations": "act"}
 
 
 def wrap_angle(d: np.ndarray) -> np.ndarray:
@@ -148,6 +149,7 @@ def unit_rotation_table(
     null: str = "points",
     trajectory: str = "mean",
     seed: int = 0,
+    extra_nulls: tuple[str, ...] = (),
 ) -> pd.DataFrame:
     """Observed R and its null for a block of units.
 
@@ -161,27 +163,40 @@ def unit_rotation_table(
     Returns
     -------
     DataFrame: ``unit``, ``R``, ``abs_R``, ``null_mean``, ``null_sd``, ``null_abs_mean``,
-    ``p_value``, ``z``, ``null`` (name), ``n_shuffles``.
+    ``p_value``, ``z``, ``null`` (name), ``n_shuffles``; for each of ``extra_nulls`` (same
+    permutations) ``<p>_null_mean``, ``<p>_null_abs_mean`` and ``<p>_p_value`` with
+    ``<p>`` = ``incr`` (increments), ``pts`` (points) or ``act`` (activations). Their p-values
+    test |R| against the null's |R| (one-sided: does the unit rotate more?).
     """
     a = np.asarray(a, dtype=np.float64)
     N, S, U = a.shape
     units = np.arange(u0, u0 + U)
     perms = np.stack([unit_permutations(u, n_shuffles, S, seed) for u in units])  # (U, K, S)
+    extra: dict[str, np.ndarray] = {}
     if trajectory == "mean":
         traj = a.mean(axis=0).T  # (U, S)
         obs = rotation_count(traj)
         nul = null_rotations(traj, perms, null)
+        extra = {n: null_rotations(traj, perms, n) for n in extra_nulls}
     elif trajectory == "per_sample":
         obs = rotation_count(a.transpose(2, 0, 1)).mean(axis=1)  # (U,)
         nul = np.zeros((U, n_shuffles))
         for i in range(N):  # bounded memory: one sample at a time
             nul += null_rotations(a[i].T, perms, null)
         nul /= N
+        for n in extra_nulls:
+            extra[n] = sum(null_rotations(a[i].T, perms, n) for i in range(N)) / N
     else:
         raise ValueError(f"trajectory must be 'mean' or 'per_sample', not {trajectory!r}")
     sd = nul.std(axis=1, ddof=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = np.where(sd > 0, (obs - nul.mean(axis=1)) / sd, 0.0)
+    cols: dict[str, np.ndarray] = {}
+    for n, e in extra.items():
+        pfx = EXTRA_PREFIX[n]
+        cols[f"{pfx}_null_mean"] = e.mean(axis=1)
+        cols[f"{pfx}_null_abs_mean"] = np.abs(e).mean(axis=1)
+        cols[f"{pfx}_p_value"] = (1 + (np.abs(e) >= np.abs(obs)[:, None]).sum(axis=1)) / (n_shuffles + 1)
     return pd.DataFrame(
         {
             "unit": units,
@@ -194,6 +209,7 @@ def unit_rotation_table(
             "z": z,
             "null": null,
             "n_shuffles": n_shuffles,
+            **cols,
         }
     )
 
@@ -212,4 +228,14 @@ def rotation_summary(table: pd.DataFrame, alpha: float = 0.05) -> dict[str, floa
         "null": str(table["null"].iloc[0]),
         "n_shuffles": int(table["n_shuffles"].iloc[0]),
         "sign_convention": "R > 0 counter-clockwise in (a - a0, da/dl - g0); portraits mostly turn clockwise (R < 0)",
+        **{
+            f"{pfx}_null_mean_abs_R": float(table[f"{pfx}_null_abs_mean"].mean())
+            for pfx in EXTRA_PREFIX.values()
+            if f"{pfx}_null_abs_mean" in table
+        },
+        **{
+            f"{pfx}_fraction_significant_bh": float((benjamini_hochberg(table[f"{pfx}_p_value"].to_numpy()) < alpha).mean())
+            for pfx in EXTRA_PREFIX.values()
+            if f"{pfx}_p_value" in table
+        },
     }

@@ -1,0 +1,79 @@
+# Beyond the paper: the headline findings as a tested table, and models side by side.
+
+
+def _cond_tables(model, pattern):
+    return {c: pattern.format(model=model, condition=c) for c in CONDITIONS}
+
+
+rule findings:
+    input:
+        units=lambda w: _cond_tables(w.model, RESULTS + "/{model}/stats/{condition}/units.parquet").values(),
+        transitions=lambda w: _cond_tables(w.model, RESULTS + "/{model}/stats/{condition}/transitions.parquet").values(),
+        sublayers=lambda w: _cond_tables(w.model, RESULTS + "/{model}/stats/{condition}/sublayers.parquet").values(),
+        rotations=lambda w: _cond_tables(w.model, RESULTS + "/{model}/rotations/{condition}.parquet").values(),
+        means=f"{RESULTS}/{{model}}/stats/original/means.parquet",
+        n_pcs=f"{RESULTS}/{{model}}/pca/original/n_pcs.parquet",
+        spectrum=f"{RESULTS}/{{model}}/pca/original/spectrum.parquet",
+        teleport=f"{RESULTS}/{{model}}/perturbations/original/teleport.metrics.parquet" if "teleport" in config["perturbations"]["kinds"] else [],
+    output:
+        json=f"{RESULTS}/{{model}}/findings.json",
+    params:
+        conditions=CONDITIONS,
+        thresholds=config["findings"],
+        n_components=config["pca"]["n_components"],
+        arrow_steps=config["perturbations"]["arrow_steps"],
+        seed=config["seed"],
+    log:
+        f"{RESULTS}/logs/{{model}}/findings.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    script:
+        "../scripts/findings.py"
+
+
+rule findings_table:
+    input:
+        json=expand(f"{RESULTS}/{{model}}/findings.json", model=MODELS),
+    output:
+        md=report(f"{RESULTS}/findings.md", caption="../workflow/report/findings.rst", category="Findings"),
+        csv=report(f"{RESULTS}/findings.csv", caption="../workflow/report/findings.rst", category="Findings"),
+    params:
+        models=MODELS,
+    log:
+        f"{RESULTS}/logs/findings_table.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        ENV
+    script:
+        "../scripts/findings_table.py"
+
+
+rule compare_models:
+    input:
+        units=expand(f"{RESULTS}/{{model}}/stats/original/units.parquet", model=MODELS),
+        transitions=expand(f"{RESULTS}/{{model}}/stats/original/transitions.parquet", model=MODELS),
+        rotations=expand(f"{RESULTS}/{{model}}/rotations/original.parquet", model=MODELS),
+        n_pcs=expand(f"{RESULTS}/{{model}}/pca/original/n_pcs.parquet", model=MODELS),
+    output:
+        png=report(f"{RESULTS}/comparison/depth_profiles.png", caption="../workflow/report/comparison.rst", category="Models compared"),
+        pdf=f"{RESULTS}/comparison/depth_profiles.pdf",
+    params:
+        models=MODELS,
+        dpi=config["figures"]["dpi"],
+    log:
+        f"{RESULTS}/logs/compare_models.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    script:
+        "../scripts/compare_models.py"

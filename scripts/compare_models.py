@@ -1,0 +1,14 @@
+"""Rule compare_models: depth profiles of several models on normalised depth."""
+import pandas as pd
+
+from transformer_dynamics import plotting
+from transformer_dynamics.rulelog import rule_logging
+
+with rule_logging(snakemake):
+    i, models = snakemake.input, snakemake.params.models
+    tables = {
+        m: {k: pd.read_parquet(i[k][j]) for k in ("units", "transitions", "rotations", "n_pcs")}
+        for j, m in enumerate(models)
+    }
+    fig = plotting.figure_compare_models(tables)
+    plotting.save(fig, snakemake.output.png, snakemake.output.pdf, snakemake.params.dpi)

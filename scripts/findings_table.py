@@ -1,0 +1,20 @@
+"""Rule findings_table: one table of findings x models (markdown and CSV)."""
+import json
+
+import pandas as pd
+
+from transformer_dynamics.findings import findings_markdown
+from transformer_dynamics.rulelog import rule_logging
+
+with rule_logging(snakemake):
+    per_model = {}
+    for m, path in zip(snakemake.params.models, snakemake.input.json):
+        with open(path) as fh:
+            per_model[m] = json.load(fh)["findings"]
+    header = ("# Which of the paper's findings hold\n\nOriginal-token condition; controls and stronger nulls in "
+              "each model's findings.json. Definitions and thresholds: docs/findings.md.\n\n")
+    with open(snakemake.output.md, "w") as fh:
+        fh.write(header + findings_markdown(per_model))
+    rows = [{"model": m, **{k: v for k, v in f.items() if k != "control"}, **{f"control.{k}": v for k, v in f["control"].items()}}
+            for m, fs in per_model.items() for f in fs]
+    pd.DataFrame(rows).to_csv(snakemake.output.csv, index=False)

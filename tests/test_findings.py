@@ -1,0 +1,69 @@
+"""Findings: verdicts on synthetic tables whose answers are known."""
+
+from __future__ import annotations
+
+import warnings
+
+warnings.filterwarnings("ignore", message=".*constant.*")
+
+import numpy as np
+import pandas as pd
+
+from transformer_dynamics import findings as F
+from transformer_dynamics.capture import sublayer_labels
+from transformer_dynamics.unit_stats import transition_table
+
+TH = {**F.DEFAULT_THRESHOLDS, "n_boot": 200}
+
+
+def units_table(r_fn, mi_fn, layers=8, units=40, seed=0):
+    rng = np.random.default_rng(seed)
+    tr = transition_table(sublayer_labels(layers))
+    rows = []
+    for _, t in tr.iterrows():
+        for u in range(units):
+            rows.append({"unit": u, "transition": t.transition, "type": t.type, "depth": t.depth,
+                         "pearson_r": r_fn(t) + 0.01 * rng.normal(), "mi_nats": mi_fn(t) + 0.01 * rng.normal()})
+    return pd.DataFrame(rows)
+
+
+def test_correlation_and_mi_verdicts():
+    rising = units_table(lambda t: 0.85 + 0.1 * t.depth + (0.03 if t.type == "within" else 0), lambda t: 1 - t.depth)
+    fs = {f.key: f for f in F.correlation_finding({"original": rising}, TH) + F.mi_finding({"original": rising}, TH)}
+    assert fs["F1a"].verdict == F.HOLDS and fs["F1b"].verdict == F.HOLDS and fs["F1c"].verdict == F.HOLDS
+    assert fs["F1b"].ci_low > 0 and fs["F3"].verdict == F.HOLDS
+    falling = units_table(lambda t: 0.7 - 0.3 * t.depth - (0.05 if t.type == "within" else 0), lambda t: t.depth)
+    fs = {f.key: f for f in F.correlation_finding({"original": falling}, TH) + F.mi_finding({"original": falling}, TH)}
+    assert fs["F1a"].verdict == F.FAILS and fs["F1b"].verdict == F.FAILS and fs["F1c"].verdict == F.FAILS
+    assert fs["F3"].verdict == F.FAILS
+    flat = units_table(lambda t: 0.9, lambda t: 0.5).assign(pearson_r=0.9)  # no trend at all
+    assert F.correlation_finding({"original": flat}, TH)[1].verdict == F.INCONCLUSIVE
+
+
+def test_rotation_verdicts_against_nulls():
+    rng = np.random.default_rng(0)
+    n = 100
+    rot = pd.DataFrame({"unit": range(n), "abs_R": 10 + rng.normal(size=n), "null_abs_mean": 2.5, "null": "points",
+                        "p_value": 0.001, "q_value": 0.001, "incr_null_abs_mean": 10 + rng.normal(size=n),
+                        "incr_q_value": 0.5})
+    f = {x.key: x for x in F.rotation_finding({"original": rot}, TH)}
+    assert f["F4a"].verdict == F.HOLDS
+    assert f["F4b"].verdict != F.HOLDS  # no better than the increment surrogate
+
+
+def test_dimensionality_and_perturbation_verdicts():
+    S = 12
+    n_pcs = pd.DataFrame({"sublayer_index": range(S), "sublayer": sublayer_labels(S // 2), "n_pcs_90": np.linspace(60, 5, S)})
+    means = pd.DataFrame({"unit": np.tile(range(50), S), "sublayer_index": np.repeat(range(S), 50), "sd": 1.0})
+    spectrum = pd.DataFrame({"component": range(1, 51), "cumulative": np.minimum(1, np.arange(1, 51) / 4)})
+    f = {x.key: x for x in F.dimensionality_finding(n_pcs, means, spectrum, TH)}
+    assert f["F5a"].verdict == F.HOLDS and f["F5a"].control["column_permuted_null_median_pcs90"] == 45
+    assert f["F5b"].verdict == F.HOLDS
+    rows = []
+    for layer, ratio in ((0, 1.3), (5, 0.5), (10, 0.6), (15, 1.2)):
+        for k in range(13):
+            rows.append({"layer": layer, "steps_after": k, "mse_pc": 100 * ratio ** (k / 12)})
+    p = F.perturbation_finding(pd.DataFrame(rows), TH)[0]
+    assert p.verdict == F.HOLDS and abs(p.value - (1.25 - 0.55)) < 1e-9
+    md = F.findings_markdown({"a": [x.to_dict() for x in f.values()], "b": [p.to_dict()]})
+    assert "| F5a" in md and "n/a" in md and "**holds**" in md
