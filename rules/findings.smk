@@ -21,7 +21,7 @@ rule findings:
         conditions=CONDITIONS,
         thresholds=config["findings"],
         n_components=config["pca"]["n_components"],
-        arrow_steps=config["perturbations"]["arrow_steps"],
+        recovery_steps=config["findings"]["recovery_steps"],
         seed=config["seed"],
     log:
         f"{RESULTS}/logs/{{model}}/findings.log",

@@ -19,7 +19,7 @@ with rule_logging(snakemake):
     out += F.rotation_finding(rot, th)
     out += F.dimensionality_finding(pd.read_parquet(i.n_pcs), pd.read_parquet(i.means), pd.read_parquet(i.spectrum), th, p.seed)
     if i.get("teleport"):
-        out += F.perturbation_finding(pd.read_parquet(i.teleport), th, p.arrow_steps)
+        out += F.perturbation_finding(pd.read_parquet(i.teleport), th, p.recovery_steps)
     result = {"model": snakemake.wildcards.model, "thresholds": th, "findings": [f.to_dict() for f in out]}
     with open(snakemake.output.json, "w") as fh:
         json.dump(result, fh, indent=2)

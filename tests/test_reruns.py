@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import os
 import signal
 import subprocess
@@ -18,22 +18,30 @@ from workflow_utils import REPO, SNAKEMAKE, planned_jobs, snakemake, tiny_config
 pytestmark = [pytest.mark.workflow]
 
 
-def with_config(wd, change):
-    """Dry-run plan after applying ``change`` to the workdir's config (restored afterwards)."""
+@contextlib.contextmanager
+def edited_config(wd, change):
+    """The workdir's config with ``change`` applied, restored afterwards."""
     path = wd / "config.yaml"
     original = path.read_text()
     cfg = yaml.safe_load(original)
     change(cfg)
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     try:
-        return planned_jobs(wd)
+        yield
     finally:
         path.write_text(original)
 
 
+def with_config(wd, change):
+    """Dry-run plan after applying ``change`` to the workdir's config."""
+    with edited_config(wd, change):
+        return planned_jobs(wd)
+
+
 def test_plot_option_reruns_only_figures(finished_run):
     jobs = with_config(finished_run, lambda c: c.setdefault("figures", {}).update(dpi=99))
-    assert jobs and set(jobs) <= {"figure1", "figure2", "figure3", "figure4", "figure_perturbation_kinds", "all"}
+    assert jobs and set(jobs) <= {"figure1", "figure2", "figure3", "figure4", "figure_perturbation_kinds",
+                                  "compare_models", "all"}
     jobs = with_config(finished_run, lambda c: c["perturbations"].update(arrow_steps=5))
     assert set(jobs) == {"figure4", "all"}
 
@@ -47,7 +55,9 @@ def test_sample_count_and_bounds_rerun_everything_from_the_filter(finished_run):
 
 def test_analysis_option_reruns_only_its_stage(finished_run):
     jobs = with_config(finished_run, lambda c: c["rotations"].update(n_shuffles=60))
-    assert set(jobs) == {"rotation_block", "gather_rotations", "figure2", "all"}
+    # ... and the cross-model outputs that read the rotation tables
+    assert set(jobs) == {"rotation_block", "gather_rotations", "figure2", "findings", "findings_table",
+                         "compare_models", "all"}
     assert jobs["rotation_block"] == 6
 
 
@@ -56,19 +66,13 @@ def test_adding_a_model_leaves_the_first_untouched(finished_run, tiny_model_dir)
         c["models"]["tiny2"] = dict(c["models"]["tiny"])
 
     res_before = {p: p.stat().st_mtime_ns for p in (finished_run / "results/tiny").rglob("*") if p.is_file()}
-    path = finished_run / "config.yaml"
-    original = path.read_text()
-    cfg = yaml.safe_load(original)
-    add(cfg)
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    try:
+    with edited_config(finished_run, add):
         out = snakemake(finished_run, "-n", "--cores", "2")
-        text = out.stdout + out.stderr
-        planned = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.strip().startswith("output:")]
-        assert planned and all("results/tiny/" not in o and "results/corpus" not in o for o in planned), planned
-        assert any("results/tiny2/" in o for o in planned)
-    finally:
-        path.write_text(original)
+    text = out.stdout + out.stderr
+    planned = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.strip().startswith("output:")]
+    # only the new model's jobs and the cross-model tables (findings, comparison) are planned
+    assert planned and all("results/tiny/" not in o and "results/corpus" not in o for o in planned), planned
+    assert any("results/tiny2/" in o for o in planned)
     assert res_before == {p: p.stat().st_mtime_ns for p in (finished_run / "results/tiny").rglob("*") if p.is_file()}
 
 
