@@ -106,6 +106,18 @@ def store_path(model, condition):
     return f"{RESULTS}/{model}/activations/{condition}.zarr"
 
 
+def perturb_layers(model):
+    layers = config["perturbations"]["layers"]
+    if layers == "auto":
+        from transformer_dynamics.perturb import default_layers
+
+        return default_layers(n_layers(model))
+    bad = [l for l in layers if l >= n_layers(model)]
+    if bad:
+        raise ValueError(f"perturbations.layers {bad} do not exist in model {model} ({n_layers(model)} layers)")
+    return sorted(layers)
+
+
 def all_targets():
     targets = []
     if "original" in CONDITIONS:

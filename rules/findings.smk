@@ -1,16 +1,12 @@
 # Beyond the paper: the headline findings as a tested table, and models side by side.
 
 
-def _cond_tables(model, pattern):
-    return {c: pattern.format(model=model, condition=c) for c in CONDITIONS}
-
-
 rule findings:
     input:
-        units=lambda w: _cond_tables(w.model, RESULTS + "/{model}/stats/{condition}/units.parquet").values(),
-        transitions=lambda w: _cond_tables(w.model, RESULTS + "/{model}/stats/{condition}/transitions.parquet").values(),
-        sublayers=lambda w: _cond_tables(w.model, RESULTS + "/{model}/stats/{condition}/sublayers.parquet").values(),
-        rotations=lambda w: _cond_tables(w.model, RESULTS + "/{model}/rotations/{condition}.parquet").values(),
+        units=lambda w: expand(f"{RESULTS}/{w.model}/stats/{{condition}}/units.parquet", condition=CONDITIONS),
+        transitions=lambda w: expand(f"{RESULTS}/{w.model}/stats/{{condition}}/transitions.parquet", condition=CONDITIONS),
+        sublayers=lambda w: expand(f"{RESULTS}/{w.model}/stats/{{condition}}/sublayers.parquet", condition=CONDITIONS),
+        rotations=lambda w: expand(f"{RESULTS}/{w.model}/rotations/{{condition}}.parquet", condition=CONDITIONS),
         means=f"{RESULTS}/{{model}}/stats/original/means.parquet",
         n_pcs=f"{RESULTS}/{{model}}/pca/original/n_pcs.parquet",
         spectrum=f"{RESULTS}/{{model}}/pca/original/spectrum.parquet",

@@ -1,18 +1,6 @@
 # §2.8/§3.4 teleport perturbations, plus noise and swap perturbations (beyond the paper).
 
 
-def perturb_layers(model):
-    layers = config["perturbations"]["layers"]
-    if layers == "auto":
-        from transformer_dynamics.perturb import default_layers
-
-        return default_layers(n_layers(model))
-    bad = [l for l in layers if l >= n_layers(model)]
-    if bad:
-        raise ValueError(f"perturbations.layers {bad} do not exist in model {model} ({n_layers(model)} layers)")
-    return sorted(layers)
-
-
 rule perturb:
     input:
         store=lambda w: store_path(w.model, w.condition),
