@@ -7,10 +7,10 @@ rule findings:
         transitions=lambda w: expand(f"{RESULTS}/{w.model}/stats/{{condition}}/transitions.parquet", condition=CONDITIONS),
         sublayers=lambda w: expand(f"{RESULTS}/{w.model}/stats/{{condition}}/sublayers.parquet", condition=CONDITIONS),
         rotations=lambda w: expand(f"{RESULTS}/{w.model}/rotations/{{condition}}.parquet", condition=CONDITIONS),
-        means=f"{RESULTS}/{{model}}/stats/original/means.parquet",
-        n_pcs=f"{RESULTS}/{{model}}/pca/original/n_pcs.parquet",
-        spectrum=f"{RESULTS}/{{model}}/pca/original/spectrum.parquet",
-        teleport=f"{RESULTS}/{{model}}/perturbations/original/teleport.metrics.parquet" if "teleport" in config["perturbations"]["kinds"] else [],
+        means=lambda w: expand(f"{RESULTS}/{w.model}/stats/{{condition}}/means.parquet", condition=CONDITIONS),
+        n_pcs=lambda w: expand(f"{RESULTS}/{w.model}/pca/{{condition}}/n_pcs.parquet", condition=CONDITIONS),
+        spectrum=lambda w: expand(f"{RESULTS}/{w.model}/pca/{{condition}}/spectrum.parquet", condition=CONDITIONS),
+        teleport=lambda w: expand(f"{RESULTS}/{w.model}/perturbations/{{condition}}/teleport.metrics.parquet", condition=CONDITIONS) if "teleport" in config["perturbations"]["kinds"] else [],
     output:
         json=f"{RESULTS}/{{model}}/findings.json",
     params:

@@ -10,9 +10,13 @@ with rule_logging(snakemake):
     per_model = {}
     for m, path in zip(snakemake.params.models, snakemake.input.json):
         with open(path) as fh:
-            per_model[m] = json.load(fh)["findings"]
-    header = ("# Which of the paper's findings hold\n\nOriginal-token condition; controls and stronger nulls in "
-              "each model's findings.json. Definitions and thresholds: docs/findings.md.\n\n")
+            res = json.load(fh)
+        if "findings" in res:
+            per_model[m] = res["findings"]
+        if "findings_shuffled" in res:
+            per_model[f"{m} (shuffled tokens)"] = res["findings_shuffled"]
+    header = ("# Which of the paper's findings hold\n\nOne column per model and condition; controls and stronger "
+              "nulls in each model's findings.json. Definitions and thresholds: docs/findings.md.\n\n")
     with open(snakemake.output.md, "w") as fh:
         fh.write(header + findings_markdown(per_model))
     rows = [{"model": m, **{k: v for k, v in f.items() if k != "control"}, **{f"control.{k}": v for k, v in f["control"].items()}}

@@ -156,8 +156,10 @@ def rotation_finding(rot: dict[str, pd.DataFrame], th: dict[str, Any]) -> list[F
         out.append(Finding("F4b", "units rotate more than increment-shuffled surrogates (stronger null)",
                            "median over units of |R| - mean |R| of re-integrated shuffled increments",
                            float(excess.median()), p_value=p,
-                           control={"null_increments_mean_abs_R": inc, "fraction_units_q<alpha": frac},
-                           verdict=_verdict(excess.median() > 0 and frac > 0.5, p < th["alpha"])))
+                           control={"null_increments_mean_abs_R": inc, "fraction_units_q<alpha": frac,
+                                    "mean_abs_R_over_null": float(r["abs_R"].mean() / inc)},
+                           verdict=_verdict(excess.median() > 0, p < th["alpha"]),
+                           note=f"{100 * frac:.0f} % of units individually significant after BH"))
     if "shuffled" in rot:
         s = rot["shuffled"]
         out[0].control["shuffled_tokens_mean_abs_R"] = float(s["abs_R"].mean())
@@ -169,6 +171,7 @@ def dimensionality_finding(n_pcs: pd.DataFrame, means: pd.DataFrame, spectrum: p
     """F5a/b: trajectories are low-dimensional; later layers need fewer PCs (vs a column-permuted null)."""
     k90 = spectrum.loc[spectrum["cumulative"] >= 0.9, "component"]
     pooled = float(k90.min()) if len(k90) else float("nan")
+    note = "" if len(k90) else f"90 % not reached within the first {len(spectrum)} components"
     D = means["unit"].nunique()
     # column-permuted null: shuffling every unit over samples independently makes the
     # covariance diagonal, so the PCs are the units and k90 follows from the unit variances
@@ -185,7 +188,7 @@ def dimensionality_finding(n_pcs: pd.DataFrame, means: pd.DataFrame, spectrum: p
     out = [
         Finding("F5a", "trajectories are low-dimensional", "PCs for 90 % of pooled variance / D", pooled / D,
                 control={"pcs_for_90": pooled, "D": D, "column_permuted_null_median_pcs90": float(np.median(null_k))},
-                verdict=HOLDS if pooled / D < 0.1 else FAILS),
+                verdict=HOLDS if pooled / D < 0.1 else FAILS, note=note),
         Finding("F5b", "later layers need fewer PCs", "Spearman rho(depth, PCs for 90 % per sublayer)", rho, lo, hi, p,
                 control={"first_sublayer_pcs90": float(k[0]), "last_sublayer_pcs90": float(k[-1]),
                          "column_permuted_null_rho": float(stats.spearmanr(depth, null_k)[0])},
@@ -226,12 +229,13 @@ def findings_markdown(per_model: dict[str, list[dict[str, Any]]]) -> str:
             if f is None:
                 cells.append("n/a")
                 continue
-            val = f"{f['value']:.3g}" if f["value"] is not None else "n/a"
+            val = f"{f['value']:.3g}" if f["value"] is not None else f"n/a ({f.get('note') or 'undefined'})"
             extra = ""
             if f.get("ci_low") is not None and f.get("ci_high") is not None:
                 extra += f" [{f['ci_low']:.2g}, {f['ci_high']:.2g}]"
             if f.get("p_value") is not None:
                 extra += f" p={f['p_value']:.2g}"
             cells.append(f"**{f['verdict']}**: {val}{extra}")
-        lines.append(f"| {k}: {any_f['claim']} | {any_f['statistic']} | " + " | ".join(cells) + " |")
+        row = f"{k}: {any_f['claim']} | {any_f['statistic']}".replace("|", "\\|").replace(" \\| ", " | ", 1)
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
