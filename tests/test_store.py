@@ -46,23 +46,28 @@ def test_store_layout_opens_in_xarray(tmp_path):
     assert not (tmp_path / "s.zarr.partial").exists()
 
 
-def test_interrupted_extraction_resumes_without_recomputing(tmp_path, monkeypatch):
-    seqs = random_sequences(np.random.default_rng(1), 10)
-    clean = tmp_path / "clean.zarr"
-    run(clean, seqs)
+def interrupted_run(monkeypatch, path, seqs, exc):
+    """Run an extraction that dies with ``exc`` while writing its second chunk."""
     calls = {"n": 0}
     real = store.write_chunk
 
     def crash_on_second(*a, **k):
         calls["n"] += 1
         if calls["n"] == 2:
-            raise KeyboardInterrupt("killed")
+            raise exc
         return real(*a, **k)
 
     monkeypatch.setattr(store, "write_chunk", crash_on_second)
-    with pytest.raises(KeyboardInterrupt):
-        run(tmp_path / "r.zarr", seqs)
+    with pytest.raises(type(exc)):
+        run(path, seqs)
     monkeypatch.setattr(store, "write_chunk", real)
+
+
+def test_interrupted_extraction_resumes_without_recomputing(tmp_path, monkeypatch):
+    seqs = random_sequences(np.random.default_rng(1), 10)
+    clean = tmp_path / "clean.zarr"
+    run(clean, seqs)
+    interrupted_run(monkeypatch, tmp_path / "r.zarr", seqs, KeyboardInterrupt("killed"))
     partial = store.open_store(tmp_path / "r.zarr.partial")
     assert store.pending_chunks(partial) == [1, 2]
     stats = run(tmp_path / "r.zarr", seqs)
@@ -73,19 +78,7 @@ def test_interrupted_extraction_resumes_without_recomputing(tmp_path, monkeypatc
 
 def test_changed_inputs_do_not_resume_a_stale_partial_store(tmp_path, monkeypatch):
     seqs = random_sequences(np.random.default_rng(2), 8)
-    calls = {"n": 0}
-    real = store.write_chunk
-
-    def crash(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("boom")
-        return real(*a, **k)
-
-    monkeypatch.setattr(store, "write_chunk", crash)
-    with pytest.raises(RuntimeError):
-        run(tmp_path / "r.zarr", seqs)
-    monkeypatch.setattr(store, "write_chunk", real)
+    interrupted_run(monkeypatch, tmp_path / "r.zarr", seqs, RuntimeError("boom"))
     n = len(seqs)
     stats = extraction.extract_to_store(
         loaded_tiny(), tmp_path / "r.zarr", np.arange(n), np.arange(n), seqs, sample_chunk=4,
