@@ -239,7 +239,7 @@ def figure3(curve: pd.DataFrame, codes: pd.DataFrame, distances: pd.DataFrame, e
     ax.axvline(best["epoch"], color="k", ls=":", lw=1, label=f"kept: epoch {int(best['epoch'])}")
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("MSE (scaled inputs)")
+    ax.set_ylabel("MSE per value (training inputs)")
     ax.legend()
     ax.set_title("A  CAE training")
 
@@ -248,11 +248,12 @@ def figure3(curve: pd.DataFrame, codes: pd.DataFrame, distances: pd.DataFrame, e
     c = codes.sort_values(["sample", "sublayer_index"])
     Z = c[["z1", "z2"]].to_numpy().reshape(-1, S, 2)
     for z in Z[:n_faint]:
-        ax.plot(z[:, 0], z[:, 1], color="k", alpha=0.05, lw=0.5)
+        ax.plot(z[:, 0], z[:, 1], color="k", alpha=0.08, lw=0.5)
     m = Z.mean(0)
     lc = _depth_line(ax, m[:, 0], m[:, 1])
     ax.scatter(m[0, 0], m[0, 1], color="k", s=15, zorder=4)
-    lo, hi = np.percentile(Z.reshape(-1, 2), [1, 99], axis=0)
+    lo, hi = np.percentile(Z.reshape(-1, 2), [2, 98], axis=0)
+    lo, hi = np.minimum(lo, m.min(0)), np.maximum(hi, m.max(0))  # always show the whole mean trajectory
     pad = 0.1 * (hi - lo)
     ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
     ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
