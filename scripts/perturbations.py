@@ -13,7 +13,7 @@ with rule_logging(snakemake):
     p, out = snakemake.params, snakemake.output
     loaded = load_model(p.model["source"], p.model["dtype"], p.model["device"], seed=p.model["init_seed"])
     ids = tokenize(loaded.tokenizer, [p.prompt])[0]
-    pad = loaded.tokenizer.pad_token_id or 0
+    pad = loaded.pad_id
     control = next(iter(capture_last_token(loaded.model, [ids], pad_id=pad)))[1][0]
     pca = PCAResult.load(snakemake.input.pca)
     traj = pd.read_parquet(snakemake.input.trajectories)

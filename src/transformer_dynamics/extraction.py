@@ -101,7 +101,7 @@ def extract_to_store(
         s0, s1 = store.chunk_bounds(group, chunk)
         seqs = [token_ids[i] for i in range(s0, s1)]
         out = np.empty((s1 - s0, 2 * n_layers, loaded.info["d_model"]), dtype=np.float32)
-        for idx, rs in capture_last_token(m, seqs, max_tokens=max_tokens, pad_id=_pad_id(loaded), max_batch=max_batch):
+        for idx, rs in capture_last_token(m, seqs, max_tokens=max_tokens, pad_id=loaded.pad_id, max_batch=max_batch):
             out[idx] = rs
         check_finite(out, np.asarray(sample_ids[s0:s1]), labels, context)
         store.write_chunk(
@@ -118,14 +118,6 @@ def extract_to_store(
             shutil.rmtree(path)
         work.rename(path)
     return {"seconds": seconds, "tokens": float(n_tok), "chunks_computed": float(len(todo))}
-
-
-def _pad_id(loaded: LoadedModel) -> int:
-    tok = loaded.tokenizer
-    for cand in (getattr(tok, "pad_token_id", None), getattr(tok, "eos_token_id", None), 0):
-        if cand is not None:
-            return int(cand)
-    return 0  # pragma: no cover
 
 
 def gather_shards(shards: Sequence[str | Path], path: str | Path, offsets: Sequence[int]) -> None:

