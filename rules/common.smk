@@ -11,7 +11,7 @@ min_version("9.0")
 
 validate(config, "../workflow/schemas/config.schema.yaml", set_default=True)
 
-from transformer_dynamics.models import model_dims  # noqa: E402
+from transformer_dynamics.models import job_memory_mb, model_dims  # noqa: E402
 
 MODELS = list(config["models"])
 
@@ -25,11 +25,13 @@ wildcard_constraints:
 
 
 CONDITIONS = list(config["conditions"])
-RESULTS = "results"
+RESULTS = config["results_dir"].rstrip("/")
 ENV = "../envs/transformer-dynamics.yaml"
 
 _DIMS = {
-    m: model_dims(spec["source"], {k: spec[k] for k in ("n_layers", "d_model") if k in spec})
+    m: model_dims(
+        spec["source"], {k: spec[k] for k in ("n_layers", "d_model") if k in spec}, spec.get("architecture")
+    )
     for m, spec in config["models"].items()
 }
 
@@ -78,8 +80,10 @@ def shard_rows(shard):
     return s0, min(config["n_samples"], s0 + size)
 
 
-def model_param(model, key):
-    return config["models"][model][key]
+def tokenizer_spec(model):
+    """The config keys that decide a model's tokenizer (params of the tokenize rule)."""
+    spec = config["models"][model]
+    return {k: spec[k] for k in ("source", "architecture", "tokenizer") if k in spec}
 
 
 def model_device(model):
@@ -94,12 +98,18 @@ def model_device(model):
 def model_mem_mb(model):
     """Memory for jobs that hold the model: weights in their dtype plus working space."""
     spec = config["models"][model]
-    if "mem_mb" in spec:
-        return spec["mem_mb"]
-    L, D = _DIMS[model]
-    params = 12 * L * D * D + 2 * 50_000 * D  # transformer blocks + embeddings, rough
-    bytes_per = 4 if spec["dtype"] == "float32" else 2
-    return int(2000 + 2.5 * params * bytes_per / 1e6)
+    return spec["mem_mb"] if "mem_mb" in spec else job_memory_mb(spec)
+
+
+def model_threads():
+    """Threads of the jobs that run the model (extraction, perturbations).
+
+    Locally: every core Snakemake was given (``--cores``), so a model job has the machine to
+    itself and two copies of a large model are never in memory at once. On a cluster without
+    ``--cores``: 1, so no job asks a node for more CPUs than it has; raise it per rule with
+    ``--set-threads extract_shard=16 perturb=16`` (or ``set-threads:`` in the profile).
+    """
+    return workflow.resource_settings.cores or 1
 
 
 def store_path(model, condition):

@@ -8,7 +8,7 @@ rule tokenize:
     output:
         tokens=expand(f"{RESULTS}/{{model}}/tokens/{{condition}}.parquet", condition=CONDITIONS, allow_missing=True),
     params:
-        source=lambda w: model_param(w.model, "source"),
+        tokenizer=lambda w: tokenizer_spec(w.model),
         conditions=CONDITIONS,
         seed=config["seed"],
     log:
@@ -42,7 +42,7 @@ rule extract_shard:
         f"{RESULTS}/logs/{{model}}/extract/{{condition}}/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/{{model}}/extract/{{condition}}/{{shard}}.tsv"
-    threads: config["extraction"]["threads"]
+    threads: model_threads()
     resources:
         mem_mb=lambda w, attempt: model_mem_mb(w.model) * attempt,
         runtime=240,

@@ -23,7 +23,7 @@ rule perturb:
         f"{RESULTS}/logs/{{model}}/perturb/{{condition}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/{{model}}/perturb/{{condition}}.tsv"
-    threads: config["extraction"]["threads"]
+    threads: model_threads()
     resources:
         mem_mb=lambda w, attempt: model_mem_mb(w.model) * attempt,
         runtime=60,

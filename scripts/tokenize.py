@@ -7,7 +7,7 @@ from transformer_dynamics.rulelog import rule_logging
 
 with rule_logging(snakemake):
     samples = pd.read_parquet(snakemake.input.samples)
-    tokenizer = load_tokenizer(snakemake.params.source)
+    tokenizer = load_tokenizer(**snakemake.params.tokenizer)
     for condition, path in zip(snakemake.params.conditions, snakemake.output.tokens):
         table = corpus.token_table(samples, tokenizer, condition, snakemake.params.seed)
         table.to_parquet(path, index=False)

