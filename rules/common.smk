@@ -108,7 +108,13 @@ def model_threads():
     itself and two copies of a large model are never in memory at once. On a cluster without
     ``--cores``: 1, so no job asks a node for more CPUs than it has; raise it per rule with
     ``--set-threads extract_shard=16 perturb=16`` (or ``set-threads:`` in the profile).
+    Inside a SLURM job the job's own allocation (``SLURM_CPUS_PER_TASK``) is the answer, so
+    the job step asks for exactly what was submitted.
     """
+    import os
+
+    if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
+        return int(os.environ["SLURM_CPUS_PER_TASK"])
     return workflow.resource_settings.cores or 1
 
 

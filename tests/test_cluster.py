@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -34,6 +35,22 @@ def slurm_ready() -> str | None:
     return None
 
 
+def readme_slurm_command() -> list[str]:
+    """The README's SLURM command as a user copies it (placeholders filled for this cluster).
+
+    ``<partition>`` becomes the test cluster's ``debug``; ``slurm_account=<account>`` is
+    dropped, as the README says to on clusters without accounts.
+    """
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Run on a cluster (SLURM)", 1)[1]
+    block = section.split("```bash", 1)[1].split("```", 1)[0]
+    words = shlex.split(block.replace("\\\n", " "))
+    assert words[0] == ".venv/bin/snakemake", words
+    words = [w.replace("<partition>", "debug") for w in words[1:] if w != "slurm_account=<account>"]
+    assert not any("<" in w for w in words), words
+    return words
+
+
 def test_workflow_on_slurm_equals_local_run(tmp_path_factory):
     reason = slurm_ready()
     if reason:
@@ -47,11 +64,14 @@ def test_workflow_on_slurm_equals_local_run(tmp_path_factory):
     local = tmp_path_factory.mktemp("local")
     for wd in (cluster, local):
         write_config(wd, cfg)
+    # The README's command with the default config's threads and memory (only N and the
+    # sizes of the tiny config are small): a job asking more CPUs or memory than the node has
+    # would stay PENDING and the timeout would kill the run. The added flags only point at the
+    # test's directory, the cluster's missing accounting (squeue) and the logs.
     cmd = ["timeout", "-s", "KILL", "900"] + SNAKEMAKE + [
+        *[w.replace("workflow/profiles/slurm", str(REPO / "workflow/profiles/slurm")) for w in readme_slurm_command()],
         "--snakefile", str(REPO / "Snakefile"), "--directory", str(cluster),
         "--configfile", str(cluster / "config.yaml"),
-        "--workflow-profile", str(REPO / "workflow/profiles/slurm"),
-        "--jobs", "2", "--default-resources", "slurm_partition=debug", "mem_mb=2000", "runtime=30",
         "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
         "--slurm-keep-successful-logs", "--slurm-logdir", str(cluster / "slurm_logs"),
         *TARGETS,
