@@ -23,6 +23,7 @@ exceeded 8 GB.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import time
@@ -116,6 +117,7 @@ def main() -> int:
     ap.add_argument("--workdir", type=Path, default=Path("results/scale-benchmark"))
     ap.add_argument("--cae-epochs", type=int, default=1)
     ap.add_argument("--keep", action="store_true", help="keep the stores and outputs")
+    ap.add_argument("--fresh", action="store_true", help="rewrite the stores and rerun every stage")
     ap.add_argument("--reuse", action="store_true", help="reuse the job table of an N measured before (jobs.csv)")
     ap.add_argument("--d-model", type=int, default=D_MODEL, help="units (4096: the paper's; smaller for a smoke test)")
     args = ap.parse_args()
@@ -126,19 +128,26 @@ def main() -> int:
             per_n[n] = pd.read_csv(wd / "jobs.csv")
             print(f"N={n}: reusing {wd / 'jobs.csv'}")
             continue
-        if wd.exists():
-            shutil.rmtree(wd)
-        wd.mkdir(parents=True)
         path = wd / f"results/{MODEL}/activations/original.zarr"
-        secs = write_store(path, n, args.d_model)
-        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e9
-        print(f"N={n}: wrote {path} ({size:.2f} GB) in {secs:.0f} s", flush=True)
+        meta = wd / "store.json"
+        if args.fresh and wd.exists():
+            shutil.rmtree(wd)
+        if meta.exists() and path.exists():  # a complete store from an interrupted run: keep it
+            secs, size = json.loads(meta.read_text())["seconds"], json.loads(meta.read_text())["gb"]
+            print(f"N={n}: reusing {path}", flush=True)
+        else:
+            wd.mkdir(parents=True, exist_ok=True)
+            secs = write_store(path, n, args.d_model)
+            size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e9
+            meta.write_text(json.dumps({"seconds": secs, "gb": size}))
+            print(f"N={n}: wrote {path} ({size:.2f} GB) in {secs:.0f} s", flush=True)
         wall, table = run_stages(wd, n, args.cae_epochs, args.d_model)
         print(f"N={n}: analysis stages {wall:.0f} s wall", flush=True)
         per_n[n] = table.assign(n=n, wall_total_s=wall, store_write_s=secs, store_gb=size)
         per_n[n].to_csv(wd / "jobs.csv", index=False)
         if not args.keep:
             shutil.rmtree(path)
+            meta.unlink()
     rows = []
     ns = sorted(per_n)
     for rule in ANALYSIS_RULES:
