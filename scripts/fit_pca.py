@@ -19,12 +19,12 @@ with rule_logging(snakemake):
         "singular_value": res.singular_values,
     }).to_parquet(out.spectrum, index=False)
     # per-sublayer spectra in groups of sublayers whose D x D scatter matrices fit the budget
-    D, S = g["rs"].shape[2], g["rs"].shape[1]
-    per_group = max(1, int(p.memory_mb * 1e6 // (8 * D * D)))
+    N, S, D = g["rs"].shape
+    per_group = pca.sublayer_group_size(N, D, p.memory_mb)
     parts = []
     for s0 in range(0, S, per_group):
         sl = slice(s0, min(S, s0 + per_group))
-        spec = pca.per_sublayer_spectra((rs[:, sl] for _, rs in store.iter_samples(g)), labels[sl], p.n_components)
+        spec = pca.per_sublayer_spectra((rs[:, sl] for _, rs in store.iter_samples(g)), labels[sl], p.n_components, N)
         spec["sublayer_index"] += s0
         parts.append(spec)
     spectra = pd.concat(parts, ignore_index=True)

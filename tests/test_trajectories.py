@@ -47,6 +47,26 @@ def test_per_sublayer_spectra_match_sklearn():
     assert len(n90) == 4 and n90["n_pcs_90"].between(1, 5).all() | n90["n_pcs_90"].isna().any()
 
 
+def test_per_sublayer_spectra_gram_route_when_fewer_samples_than_units():
+    """n < D (the paper's N = 1000 at width 4096): the n x n Gram route equals sklearn and the
+    D x D scatter route."""
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng()
+    rs = rng.normal(size=(25, 3, 40)) * rng.uniform(0.1, 5, size=40) + rng.normal(size=40) * 3
+    labels = [f"s{i}" for i in range(3)]
+    gram = P.per_sublayer_spectra([rs[:7], rs[7:]], labels, max_components=30, n_samples=25)
+    scatter = P.per_sublayer_spectra([rs[:7], rs[7:]], labels, max_components=30)
+    assert len(gram) == 3 * 24  # at most n - 1 nonzero components
+    np.testing.assert_allclose(gram["cumulative"], scatter["cumulative"], atol=1e-10)
+    for s in range(3):
+        sk = PCA().fit(rs[:, s])
+        got = gram[gram.sublayer_index == s]
+        np.testing.assert_allclose(got["explained_variance_ratio"], sk.explained_variance_ratio_[:24], atol=1e-10)
+    assert P.sublayer_group_size(25, 40, 1) == int(1e6 // (8 * 40 * 25))
+    assert P.sublayer_group_size(1000, 40, 1) == int(1e6 // (8 * 40 * 40))
+
+
 def test_cae_architecture_follows_the_paper():
     w = cae.layer_widths(576, 2, 10)
     assert w[0] == 576 and w[-1] == 2 and len(w) == 10

@@ -125,36 +125,71 @@ def fit_pca(chunks: Iterable[np.ndarray], n_components: int | None = None) -> PC
     return PCAResult(mean, V, np.sqrt(w), evr, n)
 
 
+def sublayer_group_size(n_samples: int, d_model: int, memory_mb: int) -> int:
+    """Sublayers per pass of :func:`per_sublayer_spectra` within ``memory_mb``.
+
+    Each sublayer holds a ``D x D`` float64 scatter matrix, or its ``n x D`` vectors when
+    ``n < D`` (the Gram route), whichever is smaller.
+    """
+    per_sublayer = 8 * d_model * min(n_samples, d_model)
+    return max(1, int(memory_mb * 1e6 // per_sublayer))
+
+
 def per_sublayer_spectra(
-    chunk_iter: Iterator[np.ndarray] | Iterable[np.ndarray], labels: list[str], max_components: int = 100
+    chunk_iter: Iterator[np.ndarray] | Iterable[np.ndarray],
+    labels: list[str],
+    max_components: int = 100,
+    n_samples: int | None = None,
 ) -> pd.DataFrame:
     """Cumulative explained variance of each sublayer's own PCA (Fig 4C).
 
     Parameters
     ----------
     chunk_iter : ``(n, S, D)`` chunks (all S sublayers, or a subset matching ``labels``)
+    n_samples : total rows over the chunks, if known. When it is smaller than ``D`` (the
+        paper's N = 1000 at width 4096) the spectrum comes from the ``n x n`` Gram matrix of
+        the centred vectors, whose nonzero eigenvalues are those of the ``D x D`` covariance:
+        an ``n``-sized instead of a ``D``-sized eigenproblem per sublayer.
 
     Returns
     -------
     DataFrame ``sublayer_index``, ``sublayer``, ``component`` (1-based), ``explained_variance_ratio``,
     ``cumulative``.
     """
+    gram = None  # (S, n, D) vectors in the Gram route
     xtx = None
     tot = None
     n = 0
     for rs in chunk_iter:
         X = np.asarray(rs, dtype=np.float64)
-        if xtx is None:
-            S, D = X.shape[1], X.shape[2]
-            xtx = np.zeros((S, D, D))
-            tot = np.zeros((S, D))
-        xtx += np.einsum("nsd,nse->sde", X, X, optimize=True)
-        tot += X.sum(axis=0)
+        S, D = X.shape[1], X.shape[2]
+        if n_samples is not None and n_samples < D:
+            if gram is None:
+                gram = np.empty((S, n_samples, D))
+            gram[:, n : n + X.shape[0]] = X.transpose(1, 0, 2)
+        else:
+            if xtx is None:
+                xtx = np.zeros((S, D, D))
+                tot = np.zeros((S, D))
+            xtx += np.einsum("nsd,nse->sde", X, X, optimize=True)
+            tot += X.sum(axis=0)
         n += X.shape[0]
+    if gram is not None and n != n_samples:
+        raise ValueError(f"expected {n_samples} rows, got {n}")
     rows = []
-    for s in range(xtx.shape[0]):
-        k = min(max_components, xtx.shape[1], max(1, n - 1))
-        w, total_var = _top_eigenvalues(xtx[s], tot[s], n, k)
+    n_sub = gram.shape[0] if gram is not None else xtx.shape[0]
+    D = gram.shape[2] if gram is not None else xtx.shape[1]
+    for s in range(n_sub):
+        k = min(max_components, D, max(1, n - 1))
+        if gram is not None:
+            import scipy.linalg
+
+            Xc = gram[s] - gram[s].mean(axis=0)
+            G = Xc @ Xc.T
+            w = scipy.linalg.eigh((G + G.T) / 2, eigvals_only=True, subset_by_index=[n - k, n - 1], driver="evr")
+            w, total_var = np.clip(w[::-1], 0, None), float(np.trace(G))
+        else:
+            w, total_var = _top_eigenvalues(xtx[s], tot[s], n, k)
         evr = w / total_var if total_var > 0 else np.zeros_like(w)
         rows.append(pd.DataFrame({
             "sublayer_index": s, "sublayer": labels[s], "component": np.arange(1, k + 1),
