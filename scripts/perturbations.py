@@ -24,7 +24,7 @@ with rule_logging(snakemake):
     for kind, runs_path, metrics_path in zip(p.kinds, out.runs, out.metrics):
         runs, metrics = [], []
         for layer in p.layers:
-            pool = np.asarray(g["rs"][:, 2 * layer, :]) if kind == "swap" else None
+            pool = store.read_rs(g, (slice(None), 2 * layer, slice(None))) if kind == "swap" else None
             rows, mode, targets = perturb.perturbation_rows(kind, layer, control, pca, scores, pool, p.grid,
                                                             p.n_random, p.noise_scale, p.seed)
             res = perturb.run_edited(loaded.model, ids, layer, rows, mode, pad)

@@ -192,11 +192,14 @@ def software_versions() -> dict[str, str]:
 
     import transformer_dynamics
 
+    from .provenance import package_sha256
+
     return {
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "numpy": numpy.__version__,
         "transformer_dynamics": transformer_dynamics.__version__,
+        "transformer_dynamics_code_sha256": package_sha256(),
     }
 
 
