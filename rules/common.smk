@@ -12,6 +12,7 @@ min_version("9.0")
 validate(config, "../workflow/schemas/config.schema.yaml", set_default=True)
 
 from transformer_dynamics.models import model_dims  # noqa: E402
+from transformer_dynamics.provenance import script_code_sha256  # noqa: E402
 
 MODELS = list(config["models"])
 
@@ -29,7 +30,7 @@ RESULTS = "results"
 ENV = "../envs/transformer-dynamics.yaml"
 
 _DIMS = {
-    m: model_dims(spec["source"], {k: spec[k] for k in ("n_layers", "d_model") if k in spec})
+    m: model_dims(spec["source"], {k: spec[k] for k in ("n_layers", "d_model") if k in spec}, f"models.{m}")
     for m, spec in config["models"].items()
 }
 
@@ -62,6 +63,12 @@ def _check_extraction_config():
         )
     if config["corpus"]["min_chars"] >= config["corpus"]["max_chars"] - 1:
         raise ValueError("corpus.min_chars must be smaller than corpus.max_chars - 1 (bounds are strict)")
+    split = config["autoencoder"]["split"]
+    if abs(sum(split) - 1) > 1e-6 or min(split) <= 0:
+        raise ValueError(
+            f"config.yaml: autoencoder.split {split} must be three positive fractions summing to 1 "
+            f"(they sum to {sum(split):g}), e.g. [0.7, 0.15, 0.15]"
+        )
 
 
 _check_extraction_config()
@@ -76,6 +83,33 @@ def shard_rows(shard):
     size = config["extraction"]["shard_size"]
     s0 = int(shard) * size
     return s0, min(config["n_samples"], s0 + size)
+
+
+def code(script):
+    """Hash of the package modules a rule's script uses (transitively): as a param, a change
+    of that code re-runs the rule (Snakemake's params trigger), and only that rule."""
+    return script_code_sha256(Path(workflow.basedir) / "scripts" / script)
+
+
+def model_files(model):
+    """The files of a local model source (a .gguf file, or a save_pretrained directory), as
+    inputs: editing them re-runs what reads the model. Empty for embedded, random-init, hub."""
+    src = config["models"][model]["source"]
+    if src in ("embedded", "random-init"):
+        return []
+    if src.endswith(".gguf"):
+        return [src]
+    p = Path(src)
+    if p.is_dir():
+        return sorted(str(f) for f in p.rglob("*") if f.is_file() and not any(
+            part.startswith(".") for part in f.relative_to(p).parts))
+    return []
+
+
+def corpus_files():
+    """The local corpus file as an input (editing it re-runs the filter), else nothing."""
+    src = config["corpus"]["source"]
+    return [src] if Path(src).suffix.lower() in (".txt", ".jsonl", ".parquet") else []
 
 
 def model_param(model, key):

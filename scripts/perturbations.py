@@ -5,13 +5,14 @@ import pandas as pd
 from transformer_dynamics import perturb, store
 from transformer_dynamics.capture import capture_last_token
 from transformer_dynamics.corpus import tokenize
-from transformer_dynamics.models import load_model
+from transformer_dynamics.models import check_dims, load_model
 from transformer_dynamics.pca import PCAResult
 from transformer_dynamics.rulelog import rule_logging
 
 with rule_logging(snakemake):
     p, out = snakemake.params, snakemake.output
     loaded = load_model(p.model["source"], p.model["dtype"], p.model["device"], seed=p.model["init_seed"])
+    check_dims(loaded.info, p.model, f"models.{snakemake.wildcards.model}")
     ids = tokenize(loaded.tokenizer, [p.prompt])[0]
     pad = loaded.pad_id
     control = next(iter(capture_last_token(loaded.model, [ids], pad_id=pad)))[1][0]

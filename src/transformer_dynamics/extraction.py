@@ -88,6 +88,14 @@ def extract_to_store(
     n_layers = loaded.info["n_layers"]
     labels = sublayer_labels(n_layers)
     width = max_positions or max(len(t) for t in token_ids)
+    longest = max(len(t) for t in token_ids)
+    context = loaded.info.get("max_positions")
+    if context and longest > context:
+        worst = int(np.argmax([len(t) for t in token_ids]))
+        raise ValueError(
+            f"sample {int(sample_ids[worst])} has {longest} tokens but model {loaded.info.get('source')} accepts "
+            f"at most {context}: lower corpus.max_chars, or set corpus.long_texts: truncate"
+        )
     attrs = dict(attrs or {})
     attrs["capture_points"] = {
         "attn": "input of the pre-attention norm (residual entering the layer)",

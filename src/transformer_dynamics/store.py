@@ -374,3 +374,29 @@ def verify(path_or_group: str | Path | zarr.Group, check_finite: bool = True) ->
 def dumps_attrs(attrs: dict[str, Any]) -> str:
     """Canonical JSON of attrs (used as a fingerprint for resuming)."""
     return json.dumps(attrs, sort_keys=True, default=str)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m transformer_dynamics.store verify STORE [STORE ...]``: re-check finished stores.
+
+    Prints one line per store; exit status 1 if any store is damaged.
+    """
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) < 2 or args[0] != "verify":
+        print("usage: python -m transformer_dynamics.store verify STORE [STORE ...]", file=sys.stderr)
+        return 2
+    bad = 0
+    for path in args[1:]:
+        try:
+            counts = verify(path)
+            print(f"{path}: OK ({sum(counts.values())} chunks in {len(counts)} arrays checked)")
+        except (StoreIntegrityError, FileNotFoundError) as exc:
+            print(f"{path}: FAILED: {exc}")
+            bad += 1
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
