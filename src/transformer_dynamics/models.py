@@ -196,6 +196,10 @@ def load_tokenizer(source: str) -> Any:
         return AutoTokenizer.from_pretrained(source, **({} if Path(source).is_dir() else hub_kwargs(source)))
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"could not load the tokenizer of '{source}': {exc}") from exc
+    except Exception as exc:  # a damaged .gguf fails deep inside its reader (struct.error, KeyError)
+        if source.endswith(".gguf"):
+            raise ModelLoadError(f"{source}: malformed GGUF file ({type(exc).__name__}: {exc})") from exc
+        raise
 
 
 def load_model(
@@ -260,6 +264,10 @@ def load_model(
             f"could not load model '{source}': {exc}. Use 'embedded' for the offline default, "
             "a local directory written by save_pretrained, a .gguf file, or a hub id with network access."
         ) from exc
+    except Exception as exc:  # a damaged .gguf fails deep inside its reader (struct.error, KeyError)
+        if source.endswith(".gguf"):
+            raise ModelLoadError(f"{source}: malformed GGUF file ({type(exc).__name__}: {exc})") from exc
+        raise
 
     model.to(dev)
     model.eval()
