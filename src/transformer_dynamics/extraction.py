@@ -116,11 +116,12 @@ def extract_to_store(
         try:
             old = store.open_store(work, mode="r+")
             reason = _stale_reason(old, parts)
+            left = len(store.pending_chunks(old))
         except Exception as exc:  # unreadable partial store: start again
             reason = f"it cannot be read ({type(exc).__name__}: {exc})"
         if reason is None:
             group = old
-            print(f"resuming {work}: {len(store.pending_chunks(old))} chunks left", file=log)
+            print(f"resuming {work}: {left} chunks left", file=log)
         else:
             print(f"discarding the partial store {work}: {reason}; starting again", file=log)
     if group is None:

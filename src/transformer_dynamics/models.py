@@ -253,6 +253,7 @@ def load_model(
             tokenizer = load_tokenizer(source)
             model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
             info["weights_sha256"] = file_sha256(_weights_files(Path(source)))
+            info["config_sha256"] = file_sha256([Path(source) / "config.json"])
         else:
             tokenizer = load_tokenizer(source)
             model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **hub_kwargs(source))
