@@ -7,6 +7,10 @@ several chunk shapes and prints: files, size on disk, time to write the whole st
 sample chunk at a time (what extraction does), time to read one 64-unit block for all
 samples (what each per-unit job does), and time to stream the whole store by sample chunks
 (what PCA, vector statistics and the autoencoder do).
+
+Then, at the default chunk shape, the cost of integrity: CRC32C checksums in the codec
+pipeline and the checked readers of ``transformer_dynamics.store`` (every chunk's presence
+checked before a read), against plain zstd and plain zarr reads; best of ``--repeat`` runs.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--sublayers", type=int, default=60)
     ap.add_argument("--units", type=int, default=576)
+    ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
     N, S, D = args.n, args.sublayers, args.units
     data = np.random.default_rng(0).normal(size=(N, S, D)).astype(np.float32)
@@ -51,7 +56,53 @@ def main() -> None:
         files = sum(1 for p in path.rglob("*") if p.is_file())
         mb = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
         print(f"{str((sc, S, uc)):<34}{files:>7}{mb:>7.0f}{w:>9.2f}{r:>14.3f}{st:>10.2f}")
+    checksum_cost(data, tmp, args.repeat)
     shutil.rmtree(tmp)
+
+
+def checksum_cost(data: np.ndarray, tmp: Path, repeat: int) -> None:
+    """Write/read times at the default chunks with and without CRC32C and checked reads."""
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
+    from transformer_dynamics import store
+
+    N, S, D = data.shape
+    sc, uc = 100, 64
+    print(f"\nintegrity cost at chunks {(sc, S, uc)}, best of {repeat}")
+    print(f"{'codecs / reader':<34}{'MB':>7}{'write s':>9}{'block read s':>14}{'stream s':>10}{'verify s':>10}")
+    for label, compressors, checked in (
+        ("zstd, zarr reads", (ZstdCodec(level=0),), False),
+        ("zstd + crc32c, zarr reads", (ZstdCodec(level=0), Crc32cCodec()), False),
+        ("zstd + crc32c, checked reads", (ZstdCodec(level=0), Crc32cCodec()), True),
+    ):
+        w = r = st = v = float("inf")
+        for _ in range(repeat):
+            path = tmp / "integrity.zarr"
+            if path.exists():
+                shutil.rmtree(path)
+            g = zarr.open_group(str(path), mode="w", zarr_format=3)
+            g.attrs["format_version"] = store.FORMAT_VERSION
+            a = g.create_array("rs", shape=(N, S, D), chunks=(sc, S, uc), dtype="float32", compressors=compressors)
+            t = time.perf_counter()
+            for s0 in range(0, N, sc):
+                a[s0 : s0 + sc] = data[s0 : s0 + sc]
+            w = min(w, time.perf_counter() - t)
+            view = store.checked(g) if checked else a
+            t = time.perf_counter()
+            block = np.asarray(view[:, :, 64:128])
+            r = min(r, time.perf_counter() - t)
+            assert np.array_equal(block, data[:, :, 64:128])
+            t = time.perf_counter()
+            for s0 in range(0, N, sc):
+                view[s0 : s0 + sc]
+            st = min(st, time.perf_counter() - t)
+            if checked:
+                t = time.perf_counter()
+                store.verify(g)
+                v = min(v, time.perf_counter() - t)
+        mb = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
+        vs = f"{v:>10.2f}" if checked else f"{'':>10}"
+        print(f"{label:<34}{mb:>7.1f}{w:>9.3f}{r:>14.4f}{st:>10.3f}{vs}")
 
 
 if __name__ == "__main__":

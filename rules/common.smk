@@ -12,6 +12,7 @@ min_version("9.0")
 validate(config, "../workflow/schemas/config.schema.yaml", set_default=True)
 
 from transformer_dynamics.models import job_memory_mb, model_dims  # noqa: E402
+from transformer_dynamics.provenance import script_code_sha256  # noqa: E402
 
 MODELS = list(config["models"])
 
@@ -30,7 +31,10 @@ ENV = "../envs/transformer-dynamics.yaml"
 
 _DIMS = {
     m: model_dims(
-        spec["source"], {k: spec[k] for k in ("n_layers", "d_model") if k in spec}, spec.get("architecture")
+        spec["source"],
+        {k: spec[k] for k in ("n_layers", "d_model") if k in spec},
+        f"models.{m}",
+        spec.get("architecture"),
     )
     for m, spec in config["models"].items()
 }
@@ -64,6 +68,12 @@ def _check_extraction_config():
         )
     if config["corpus"]["min_chars"] >= config["corpus"]["max_chars"] - 1:
         raise ValueError("corpus.min_chars must be smaller than corpus.max_chars - 1 (bounds are strict)")
+    split = config["autoencoder"]["split"]
+    if abs(sum(split) - 1) > 1e-6 or min(split) <= 0:
+        raise ValueError(
+            f"config.yaml: autoencoder.split {split} must be three positive fractions summing to 1 "
+            f"(they sum to {sum(split):g}), e.g. [0.7, 0.15, 0.15]"
+        )
 
 
 _check_extraction_config()
@@ -84,6 +94,37 @@ def tokenizer_spec(model):
     """The config keys that decide a model's tokenizer (params of the tokenize rule)."""
     spec = config["models"][model]
     return {k: spec[k] for k in ("source", "architecture", "tokenizer") if k in spec}
+
+
+def code(script):
+    """Hash of the package modules a rule's script uses (transitively): as a param, a change
+    of that code re-runs the rule (Snakemake's params trigger), and only that rule."""
+    return script_code_sha256(Path(workflow.basedir) / "scripts" / script)
+
+
+def model_files(model):
+    """The files of a local model source (a .gguf file, or a save_pretrained directory) and
+    the architecture config of a random-init model, as inputs: editing them re-runs what
+    reads the model. Empty for embedded, random-init without architecture, and hub ids."""
+    spec = config["models"][model]
+    src = spec["source"]
+    if src == "random-init":
+        return [spec["architecture"]] if "architecture" in spec else []
+    if src == "embedded":
+        return []
+    if src.endswith(".gguf"):
+        return [src]
+    p = Path(src)
+    if p.is_dir():
+        return sorted(str(f) for f in p.rglob("*") if f.is_file() and not any(
+            part.startswith(".") for part in f.relative_to(p).parts))
+    return []
+
+
+def corpus_files():
+    """The local corpus file as an input (editing it re-runs the filter), else nothing."""
+    src = config["corpus"]["source"]
+    return [src] if Path(src).suffix.lower() in (".txt", ".jsonl", ".parquet") else []
 
 
 def model_device(model):

@@ -2,10 +2,13 @@
 
 
 rule filter_corpus:
+    input:
+        corpus=corpus_files(),
     output:
         samples=f"{RESULTS}/corpus/samples.parquet",
         meta=f"{RESULTS}/corpus/corpus.json",
     params:
+        code=code("filter_corpus.py"),
         source=config["corpus"]["source"],
         split=config["corpus"]["split"],
         min_chars=config["corpus"]["min_chars"],

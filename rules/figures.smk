@@ -12,9 +12,12 @@ rule figure1:
         png=report(f"{RESULTS}/{{model}}/figures/fig1_{{condition}}.png", caption="../workflow/report/fig1.rst", category="Figure 1", subcategory="{model}", labels={"model": "{model}", "condition": "{condition}"}),
         pdf=f"{RESULTS}/{{model}}/figures/fig1_{{condition}}.pdf",
     params:
+        code=code("figure1.py"),
         dpi=config["figures"]["dpi"],
     log:
         f"{RESULTS}/logs/{{model}}/figure1/{{condition}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/{{model}}/figure1/{{condition}}.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -34,10 +37,13 @@ rule figure2:
         png=report(f"{RESULTS}/{{model}}/figures/fig2_{{condition}}.png", caption="../workflow/report/fig2.rst", category="Figure 2", subcategory="{model}", labels={"model": "{model}", "condition": "{condition}"}),
         pdf=f"{RESULTS}/{{model}}/figures/fig2_{{condition}}.pdf",
     params:
+        code=code("figure2.py"),
         dpi=config["figures"]["dpi"],
         example_units=config["rotations"]["example_units"],
     log:
         f"{RESULTS}/logs/{{model}}/figure2/{{condition}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/{{model}}/figure2/{{condition}}.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -58,9 +64,12 @@ rule figure3:
         png=report(f"{RESULTS}/{{model}}/figures/fig3_{{condition}}.png", caption="../workflow/report/fig3.rst", category="Figure 3", subcategory="{model}", labels={"model": "{model}", "condition": "{condition}"}),
         pdf=f"{RESULTS}/{{model}}/figures/fig3_{{condition}}.pdf",
     params:
+        code=code("figure3.py"),
         dpi=config["figures"]["dpi"],
     log:
         f"{RESULTS}/logs/{{model}}/figure3/{{condition}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/{{model}}/figure3/{{condition}}.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -83,10 +92,13 @@ rule figure4:
         png=report(f"{RESULTS}/{{model}}/figures/fig4_{{condition}}.png", caption="../workflow/report/fig4.rst", category="Figure 4", subcategory="{model}", labels={"model": "{model}", "condition": "{condition}"}),
         pdf=f"{RESULTS}/{{model}}/figures/fig4_{{condition}}.pdf",
     params:
+        code=code("figure4.py"),
         dpi=config["figures"]["dpi"],
         arrow_steps=config["perturbations"]["arrow_steps"],
     log:
         f"{RESULTS}/logs/{{model}}/figure4/{{condition}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/{{model}}/figure4/{{condition}}.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -104,9 +116,12 @@ rule figure_perturbation_kinds:
         png=report(f"{RESULTS}/{{model}}/figures/perturbation_kinds_{{condition}}.png", caption="../workflow/report/perturbation_kinds.rst", category="Perturbations", subcategory="{model}", labels={"model": "{model}", "condition": "{condition}"}),
         pdf=f"{RESULTS}/{{model}}/figures/perturbation_kinds_{{condition}}.pdf",
     params:
+        code=code("figure_perturbation_kinds.py"),
         dpi=config["figures"]["dpi"],
     log:
         f"{RESULTS}/logs/{{model}}/figure_perturbation_kinds/{{condition}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/{{model}}/figure_perturbation_kinds/{{condition}}.tsv"
     threads: 1
     resources:
         mem_mb=2000,

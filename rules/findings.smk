@@ -14,6 +14,7 @@ rule findings:
     output:
         json=f"{RESULTS}/{{model}}/findings.json",
     params:
+        code=code("findings.py"),
         conditions=CONDITIONS,
         thresholds=config["findings"],
         n_components=config["pca"]["n_components"],
@@ -21,6 +22,8 @@ rule findings:
         seed=config["seed"],
     log:
         f"{RESULTS}/logs/{{model}}/findings.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/{{model}}/findings.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -38,9 +41,12 @@ rule findings_table:
         md=report(f"{RESULTS}/findings.md", caption="../workflow/report/findings.rst", category="Findings"),
         csv=report(f"{RESULTS}/findings.csv", caption="../workflow/report/findings.rst", category="Findings"),
     params:
+        code=code("findings_table.py"),
         models=MODELS,
     log:
         f"{RESULTS}/logs/findings_table.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/findings_table.tsv"
     threads: 1
     resources:
         mem_mb=1000,
@@ -61,10 +67,13 @@ rule compare_models:
         png=report(f"{RESULTS}/comparison/depth_profiles.png", caption="../workflow/report/comparison.rst", category="Models compared"),
         pdf=f"{RESULTS}/comparison/depth_profiles.pdf",
     params:
+        code=code("compare_models.py"),
         models=MODELS,
         dpi=config["figures"]["dpi"],
     log:
         f"{RESULTS}/logs/compare_models.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/compare_models.tsv"
     threads: 1
     resources:
         mem_mb=2000,

@@ -6,11 +6,13 @@ rule perturb:
         store=lambda w: store_path(w.model, w.condition),
         pca=f"{RESULTS}/{{model}}/pca/{{condition}}/pca.npz",
         trajectories=f"{RESULTS}/{{model}}/pca/{{condition}}/trajectories.parquet",
+        model=lambda w: model_files(w.model),
     output:
         runs=expand(f"{RESULTS}/{{{{model}}}}/perturbations/{{{{condition}}}}/{{kind}}.parquet", kind=config["perturbations"]["kinds"]),
         metrics=expand(f"{RESULTS}/{{{{model}}}}/perturbations/{{{{condition}}}}/{{kind}}.metrics.parquet", kind=config["perturbations"]["kinds"]),
         control=f"{RESULTS}/{{model}}/perturbations/{{condition}}/control.parquet",
     params:
+        code=code("perturbations.py"),
         model=lambda w: config["models"][w.model],
         kinds=config["perturbations"]["kinds"],
         layers=lambda w: perturb_layers(w.model),

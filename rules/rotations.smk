@@ -9,6 +9,7 @@ rule rotation_block:
         traj=f"{RESULTS}/{{model}}/rotations/{{condition}}/blocks/{{block}}.traj.parquet",
         null=f"{RESULTS}/{{model}}/rotations/{{condition}}/blocks/{{block}}.null.parquet",
     params:
+        code=code("rotation_block.py"),
         units=lambda w: unit_range(w.model, w.block),
         n_shuffles=config["rotations"]["n_shuffles"],
         null=config["rotations"]["null_model"],
@@ -39,8 +40,12 @@ rule gather_rotations:
         traj=f"{RESULTS}/{{model}}/rotations/{{condition}}.trajectories.parquet",
         null=f"{RESULTS}/{{model}}/rotations/{{condition}}.null_sample.parquet",
         summary=f"{RESULTS}/{{model}}/rotations/{{condition}}.summary.json",
+    params:
+        code=code("gather_rotations.py"),
     log:
         f"{RESULTS}/logs/{{model}}/gather_rotations/{{condition}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/{{model}}/gather_rotations/{{condition}}.tsv"
     threads: 1
     resources:
         mem_mb=2000,

@@ -9,6 +9,7 @@ rule unit_block_stats:
         means=f"{RESULTS}/{{model}}/stats/{{condition}}/blocks/{{block}}.means.parquet",
         rdist=f"{RESULTS}/{{model}}/stats/{{condition}}/blocks/{{block}}.rdist.parquet",
     params:
+        code=code("unit_block_stats.py"),
         units=lambda w: unit_range(w.model, w.block),
         mi_grid=config["analysis"]["mi_grid"],
         correlation_pairs=config["analysis"]["correlation_pairs"],
@@ -35,8 +36,12 @@ rule gather_unit_stats:
         units=f"{RESULTS}/{{model}}/stats/{{condition}}/units.parquet",
         means=f"{RESULTS}/{{model}}/stats/{{condition}}/means.parquet",
         rdist=f"{RESULTS}/{{model}}/stats/{{condition}}/correlation_distribution.parquet",
+    params:
+        code=code("concat_tables.py"),
     log:
         f"{RESULTS}/logs/{{model}}/gather_unit_stats/{{condition}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/{{model}}/gather_unit_stats/{{condition}}.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -53,6 +58,8 @@ rule vector_stats:
     output:
         transitions=f"{RESULTS}/{{model}}/stats/{{condition}}/transitions.parquet",
         sublayers=f"{RESULTS}/{{model}}/stats/{{condition}}/sublayers.parquet",
+    params:
+        code=code("vector_stats.py"),
     log:
         f"{RESULTS}/logs/{{model}}/vector_stats/{{condition}}.log",
     benchmark:

@@ -11,6 +11,7 @@ rule fit_pca:
         sublayer_spectra=f"{RESULTS}/{{model}}/pca/{{condition}}/sublayer_spectra.parquet",
         n_pcs=f"{RESULTS}/{{model}}/pca/{{condition}}/n_pcs.parquet",
     params:
+        code=code("fit_pca.py"),
         n_components=config["pca"]["n_components"],
         memory_mb=config["pca"]["memory_mb"],
     log:
@@ -37,6 +38,7 @@ rule train_autoencoder:
         distances=f"{RESULTS}/{{model}}/autoencoder/{{condition}}/distances.parquet",
         explained=f"{RESULTS}/{{model}}/autoencoder/{{condition}}/explained_variance.parquet",
     params:
+        code=code("train_autoencoder.py"),
         cae=config["autoencoder"],
         seed=config["seed"],
     log:

@@ -4,7 +4,7 @@ import json
 import pandas as pd
 
 from transformer_dynamics.extraction import extract_to_store
-from transformer_dynamics.models import load_model_spec, software_versions
+from transformer_dynamics.models import check_dims, load_model_spec, software_versions
 from transformer_dynamics.rulelog import rule_logging
 
 with rule_logging(snakemake):
@@ -16,6 +16,7 @@ with rule_logging(snakemake):
     with open(snakemake.input.corpus_meta) as fh:
         corpus_meta = json.load(fh)
     loaded = load_model_spec(p.model)
+    check_dims(loaded.info, p.model, f"models.{snakemake.wildcards.model}")
     attrs = {
         "model": snakemake.wildcards.model,
         **{f"model_{k}": v for k, v in loaded.info.items()},

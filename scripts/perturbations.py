@@ -5,13 +5,14 @@ import pandas as pd
 from transformer_dynamics import perturb, store
 from transformer_dynamics.capture import capture_last_token
 from transformer_dynamics.corpus import tokenize
-from transformer_dynamics.models import load_model_spec
+from transformer_dynamics.models import check_dims, load_model_spec
 from transformer_dynamics.pca import PCAResult
 from transformer_dynamics.rulelog import rule_logging
 
 with rule_logging(snakemake):
     p, out = snakemake.params, snakemake.output
     loaded = load_model_spec(p.model)
+    check_dims(loaded.info, p.model, f"models.{snakemake.wildcards.model}")
     ids = tokenize(loaded.tokenizer, [p.prompt])[0]
     pad = loaded.pad_id
     control = next(iter(capture_last_token(loaded.model, [ids], pad_id=pad)))[1][0]
@@ -24,7 +25,7 @@ with rule_logging(snakemake):
     for kind, runs_path, metrics_path in zip(p.kinds, out.runs, out.metrics):
         runs, metrics = [], []
         for layer in p.layers:
-            pool = np.asarray(g["rs"][:, 2 * layer, :]) if kind == "swap" else None
+            pool = store.read_rs(g, (slice(None), 2 * layer, slice(None))) if kind == "swap" else None
             rows, mode, targets = perturb.perturbation_rows(kind, layer, control, pca, scores, pool, p.grid,
                                                             p.n_random, p.noise_scale, p.seed)
             res = perturb.run_edited(loaded.model, ids, layer, rows, mode, pad)

@@ -2,13 +2,17 @@
 import pandas as pd
 
 from transformer_dynamics import corpus
-from transformer_dynamics.models import load_tokenizer
+from transformer_dynamics.models import load_tokenizer, model_context
 from transformer_dynamics.rulelog import rule_logging
 
 with rule_logging(snakemake):
     samples = pd.read_parquet(snakemake.input.samples)
-    tokenizer = load_tokenizer(**snakemake.params.tokenizer)
+    spec = snakemake.params.tokenizer
+    tokenizer = load_tokenizer(**spec)
+    context = model_context(spec["source"], spec.get("architecture"))
+    print(f"model context: {context} tokens; longer texts: {snakemake.params.long_texts}")
     for condition, path in zip(snakemake.params.conditions, snakemake.output.tokens):
-        table = corpus.token_table(samples, tokenizer, condition, snakemake.params.seed)
+        table = corpus.token_table(samples, tokenizer, condition, snakemake.params.seed,
+                                   max_tokens=context, long_texts=snakemake.params.long_texts)
         table.to_parquet(path, index=False)
         print(f"{condition}: {len(table)} samples, {table['n_tokens'].sum()} tokens -> {path}")

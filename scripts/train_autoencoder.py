@@ -9,7 +9,7 @@ from transformer_dynamics.rulelog import rule_logging
 with rule_logging(snakemake):
     c, out = snakemake.params.cae, snakemake.output
     g = store.open_store(snakemake.input.store)
-    rs = g["rs"]
+    rs = store.checked(g)  # reads fail on a missing or corrupted chunk
     cfg = cae.CAEConfig(d_bottleneck=c["d_bottleneck"], k=c["k"], lr=c["lr"], max_epochs=c["max_epochs"],
                         patience=c["patience"], batch_size=c["batch_size"], scaling=c["scaling"],
                         seed=snakemake.params.seed)

@@ -14,7 +14,7 @@ from transformer_dynamics.models import (
     load_model,
     load_model_spec,
     model_dims,
-    model_shape,
+    model_config,
     spec_parameters,
 )
 
@@ -63,7 +63,7 @@ def test_random_init_architecture_seeded_in_dtype_with_tokenizer_vocab(tmp_path)
     std = params[w].float().std().item()
     assert abs(std - 0.02) < 0.002  # the config's initializer_range
     assert a.info["weights_sha256"].startswith("random-init(seed=3")
-    assert a.info["n_parameters"] == estimate_parameters(model_shape("random-init", str(arch)), 49152)
+    assert a.info["n_parameters"] == estimate_parameters(model_config("random-init", str(arch)), 49152)
     assert a.info["n_layers"] == 3 and a.info["d_model"] == 64
 
 
@@ -87,7 +87,7 @@ def test_parameter_estimate_is_exact_for_llama_family(tmp_path, arch):
               num_key_value_heads=2, head_dim=12, tie_word_embeddings=False)
     model = tf.AutoModelForCausalLM.from_config(cfg)
     cfg.save_pretrained(tmp_path)
-    est = estimate_parameters(model_shape(str(tmp_path)))
+    est = estimate_parameters(model_config(str(tmp_path)))
     n = sum(p.numel() for p in model.parameters())
     extra = {"llama": 0, "qwen2": 2 * (4 * 12 + 2 * 2 * 12), "gemma2": 2 * 2 * 48}[arch]  # q,k,v biases / 2 extra norms per layer
     assert est + extra == n

@@ -125,3 +125,148 @@ def test_interrupted_extraction_resumes_with_rerun_incomplete(tmp_path, tiny_mod
     assert '"chunks_computed": %d.0' % left in log
     g = zarr.open_group(str(tmp_path / target), mode="r")
     assert g["chunk_done"][:].all() and np.isfinite(g["rs"][:]).all()
+
+
+# --- inputs that are inputs: package code, local corpus and model files -------------------------
+
+
+def package_copy(tmp_path):
+    """A copy of the package, put first on PYTHONPATH of the snakemake processes."""
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(REPO / "src/transformer_dynamics", src / "transformer_dynamics",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return src / "transformer_dynamics", {"PYTHONPATH": str(src)}
+
+
+def test_package_code_change_reruns_the_rules_that_use_it(finished_run, tmp_path):
+    pkg, env = package_copy(tmp_path)
+    assert planned_jobs(finished_run, env=env) == {}
+    with open(pkg / "pca.py", "a") as fh:
+        fh.write("\n# comments and formatting are not code\n")
+    assert planned_jobs(finished_run, env=env) == {}
+    with open(pkg / "pca.py", "a") as fh:
+        fh.write("\nCHANGED = True\n")
+    jobs = planned_jobs(finished_run, env=env)
+    # the two rules whose scripts import pca, and what reads their outputs; nothing upstream
+    assert jobs["fit_pca"] == 2 and jobs["perturb"] == 2
+    assert set(jobs) <= {"fit_pca", "perturb", "figure4", "figure_perturbation_kinds", "findings",
+                         "findings_table", "compare_models", "all"}, jobs
+    with open(pkg / "store.py", "a") as fh:
+        fh.write("\nCHANGED = True\n")
+    jobs = planned_jobs(finished_run, env=env)  # every reader of the store, and the extraction
+    assert {"extract_shard", "gather_activations", "unit_block_stats", "rotation_block", "vector_stats",
+            "fit_pca", "train_autoencoder", "perturb"} <= set(jobs)
+    assert "filter_corpus" not in jobs and "tokenize" not in jobs
+
+
+def write_local_corpus(path, n=16, edit=None):
+    lines = [f"Paragraph {i}: " + " ".join(f"word{(i * 7 + k) % 50}" for k in range(25)) for i in range(n)]
+    if edit is not None:
+        lines[edit] = lines[edit].replace("word", "term")  # same line count, same length class
+    path.write_text("\n".join(lines) + "\n")
+    return lines
+
+
+@pytest.fixture
+def local_inputs_run(tmp_path, tiny_model_dir):
+    """A workdir with a local corpus file and a copy of the tiny model, run up to the store."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    write_local_corpus(tmp_path / "corpus.txt")
+    cfg = tiny_config(model, conditions=["original"], n_samples=16,
+                      corpus={"source": "corpus.txt", "min_chars": 100, "max_chars": 500},
+                      extraction={"shard_size": 16, "sample_chunk": 8, "unit_chunk": 16, "threads": 1})
+    write_config(tmp_path, cfg)
+    snakemake(tmp_path, "--cores", "1", "results/tiny/activations/original.zarr")
+    return tmp_path
+
+
+def test_editing_a_local_corpus_file_reruns_from_the_filter(local_inputs_run):
+    wd = local_inputs_run
+    target = "results/tiny/activations/original.zarr"
+    assert planned_jobs(wd, target) == {}
+    meta = __import__("json").loads((wd / "results/corpus/corpus.json").read_text())
+    assert meta["version"].startswith("local file sha256:") and len(meta["sha256"]) == 64
+    lines = write_local_corpus(wd / "corpus.txt", edit=5)
+    jobs = planned_jobs(wd, target)
+    assert jobs.get("filter_corpus") == 1
+    snakemake(wd, "--cores", "1", target)
+    g = zarr.open_group(str(wd / target), mode="r")
+    assert list(g["text"][:]) == lines
+    assert g.attrs["corpus"]["sha256"] != meta["sha256"]
+
+
+def test_editing_a_local_model_file_reruns_what_reads_the_model(local_inputs_run):
+    wd = local_inputs_run
+    target = "results/tiny/activations/original.zarr"
+    weights = next((wd / "model").glob("*.safetensors"))
+    later = time.time() + 5
+    os.utime(weights, (later, later))  # e.g. re-saved weights
+    jobs = planned_jobs(wd, target)
+    assert jobs == {"tokenize": 1, "extract_shard": 1, "gather_activations": 1}
+
+
+def test_stale_partial_store_is_discarded_after_the_corpus_changed(local_inputs_run):
+    """The issue's scenario: killed extraction, corpus edited (same line count), results/corpus
+    deleted, rerun: the partial store must not be resumed."""
+    import shutil
+
+    wd = local_inputs_run
+    shard = "results/tiny/activations/shards/original/000.zarr"
+    target = "results/tiny/activations/original.zarr"
+    # a killed run: the shard's partial store with its first sample chunk done
+    snakemake(wd, "--cores", "1", "--forcerun", "extract_shard", "--notemp", shard)
+    partial = wd / (shard + ".partial")
+    shutil.move(wd / shard, partial)
+    g = zarr.open_group(str(partial), mode="r+")
+    g["chunk_done"][:] = np.array([True, False])
+    g.attrs["complete"] = False
+    old_text = g["text"][2]
+    shutil.rmtree(wd / target)
+    lines = write_local_corpus(wd / "corpus.txt", edit=2)  # sample 2 lies in the finished chunk
+    shutil.rmtree(wd / "results/corpus")
+    snakemake(wd, "--cores", "1", target)
+    log = (wd / "results/logs/tiny/extract/original/000.log").read_text()
+    assert "discarding the partial store" in log and "content_sha256" in log and "resuming" not in log
+    out = zarr.open_group(str(wd / target), mode="r")
+    assert list(out["text"][:]) == lines and out["text"][2] != old_text
+    assert '"chunks_computed": 2.0' in log
+
+
+# --- a damaged store: every analysis stops, naming the chunk, and leaves no result --------------
+
+
+def test_a_damaged_chunk_stops_every_reader_and_no_result_survives(finished_run, tmp_path):
+    import shutil
+
+    wd = tmp_path / "wf"
+    shutil.copytree(finished_run, wd, symlinks=True)
+    assert planned_jobs(wd) == {}
+    snakemake(wd, "--cores", "1", "verify")
+    assert (wd / "results/tiny/activations/original.verified.json").exists()
+    chunk = wd / "results/tiny/activations/original.zarr/rs/c/1/0/0"  # samples 8-15, units 0-15
+    data = chunk.read_bytes()
+    chunk.write_bytes(data[:10] + bytes([data[10] ^ 0x10]) + data[11:])
+    outputs = ["results/tiny/pca/original/pca.npz", "results/tiny/stats/original/blocks/000.units.parquet",
+               "results/tiny/rotations/original/blocks/000.parquet", "results/tiny/stats/original/transitions.parquet",
+               "results/tiny/autoencoder/original/checkpoint.pt"]
+    res = snakemake(wd, "--cores", "1", "--keep-going", "--forcerun", "fit_pca", "unit_block_stats",
+                    "rotation_block", "vector_stats", "train_autoencoder", "--", *outputs, check=False)
+    assert res.returncode != 0
+    for out in outputs:
+        assert not (wd / out).exists(), out
+    for log in ("fit_pca/original.log", "unit_block_stats/original/000.log", "rotation_block/original/000.log",
+                "vector_stats/original.log", "train_autoencoder/original.log"):
+        text = (wd / "results/logs/tiny" / log).read_text()
+        assert "StoreIntegrityError" in text and "array 'rs', chunk 1.0.0 (rs/c/1/0/0) is corrupted" in text, log
+    res = snakemake(wd, "--cores", "1", "verify", "--forcerun", "verify_store", check=False)
+    assert res.returncode != 0
+    assert "chunk 1.0.0" in (wd / "results/logs/tiny/verify_store/original.log").read_text()
+    chunk.unlink()
+    res = snakemake(wd, "--cores", "1", "--forcerun", "fit_pca", "--", outputs[0], check=False)
+    assert res.returncode != 0 and not (wd / outputs[0]).exists()
+    assert "chunk 1.0.0 (rs/c/1/0/0) is missing" in (wd / "results/logs/tiny/fit_pca/original.log").read_text()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -139,3 +141,120 @@ def test_read_units_reads_a_block(tmp_path):
     run(tmp_path / "s.zarr", seqs)
     full = store.open_store(tmp_path / "s.zarr")["rs"][:]
     np.testing.assert_array_equal(store.read_units(tmp_path / "s.zarr", 8, 20), full[:, :, 8:20])
+
+
+# --- integrity: a bad chunk is an error naming the store, array and chunk, never NaN -----------
+
+
+def chunk_file(path, coords, name="rs"):
+    return path / name / "c" / "/".join(map(str, coords))
+
+
+def damage(path, coords, how):
+    f = chunk_file(path, coords)
+    data = f.read_bytes()
+    if how == "delete":
+        f.unlink()
+    elif how == "truncate":
+        f.write_bytes(data[: len(data) // 2])
+    elif how == "flip":
+        i = len(data) // 3
+        f.write_bytes(data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1:])
+
+
+@pytest.mark.parametrize("how,match", [("delete", "is missing"), ("truncate", "is corrupted"),
+                                       ("flip", "is corrupted")])
+def test_every_reader_of_rs_refuses_a_bad_chunk(tmp_path, how, match):
+    seqs = random_sequences(np.random.default_rng(6), 10)
+    path = tmp_path / "s.zarr"
+    run(path, seqs)
+    assert store.verify(path)["rs"] == 3 * 4
+    damage(path, (1, 0, 2), how)  # samples 4-7, units 16-23
+    where = rf"{path}: array 'rs', chunk 1\.0\.2 \(rs/c/1/0/2\) {match}"
+    with pytest.raises(store.StoreIntegrityError, match=where):
+        store.read_units(path, 16, 24)
+    with pytest.raises(store.StoreIntegrityError, match=where):
+        list(store.iter_samples(path))
+    with pytest.raises(store.StoreIntegrityError, match=where):
+        store.read_rs(path, (slice(None), 2, slice(None)))
+    with pytest.raises(store.StoreIntegrityError, match=where):
+        store.checked(path)[5]
+    with pytest.raises(store.StoreIntegrityError, match=where):
+        store.verify(path)
+    # blocks that do not touch the bad chunk still read, and equal the clean values
+    run(tmp_path / "clean.zarr", seqs)
+    np.testing.assert_array_equal(store.read_units(path, 0, 16), store.read_units(tmp_path / "clean.zarr", 0, 16))
+
+
+def test_checksums_are_on_and_every_chunk_is_written(tmp_path):
+    seqs = random_sequences(np.random.default_rng(7), 6)
+    run(tmp_path / "s.zarr", seqs)
+    g = store.open_store(tmp_path / "s.zarr")
+    for name, arr in g.arrays():
+        assert [type(c).__name__ for c in arr.compressors] == ["ZstdCodec", "Crc32cCodec"], name
+    counts = store.verify(g)
+    assert counts["rs"] == 2 * 4 and counts["chunk_done"] == 1 and counts["text"] == 1
+
+
+def test_finalize_refuses_a_store_with_a_corrupted_chunk(tmp_path, monkeypatch):
+    seqs = random_sequences(np.random.default_rng(8), 12)
+    interrupted_run(monkeypatch, tmp_path / "r.zarr", seqs, KeyboardInterrupt("killed"))
+    damage(tmp_path / "r.zarr.partial", (0, 0, 1), "flip")
+    with pytest.raises(store.StoreIntegrityError, match=r"chunk 0\.0\.1 .*is corrupted"):
+        run(tmp_path / "r.zarr", seqs)
+    assert not (tmp_path / "r.zarr").exists()  # never declared complete
+
+
+def test_gather_refuses_a_damaged_shard(tmp_path):
+    seqs = random_sequences(np.random.default_rng(9), 8)
+    loaded = loaded_tiny()
+    parts = []
+    for k, (s0, s1) in enumerate([(0, 4), (4, 8)]):
+        p = tmp_path / f"shard{k}.zarr"
+        extraction.extract_to_store(loaded, p, np.arange(s0, s1), np.arange(s0, s1), seqs[s0:s1],
+                                    max_positions=20, sample_chunk=4, unit_chunk=8)
+        parts.append(p)
+    damage(parts[1], (0, 0, 3), "delete")
+    with pytest.raises(store.StoreIntegrityError, match=r"shard1.zarr: array 'rs', chunk 0\.0\.3 .*is missing"):
+        extraction.gather_shards(parts, tmp_path / "g.zarr", [0, 4])
+
+
+# --- resume: only a partial store of the very same content is resumed ----------------------
+
+
+def test_resume_after_the_texts_changed_discards_the_partial_store(tmp_path, monkeypatch):
+    seqs = random_sequences(np.random.default_rng(10), 12)
+    interrupted_run(monkeypatch, tmp_path / "r.zarr", seqs, KeyboardInterrupt("killed"))
+    # the corpus was edited in between: same number of samples, different tokens in the last one
+    new = [list(s) for s in seqs]
+    new[-1] = new[-1][:-1] + [(new[-1][-1] + 1) % 128 or 3]
+    log = io.StringIO()
+    stats = run(tmp_path / "r.zarr", new, log=log)
+    assert "discarding the partial store" in log.getvalue() and "content_sha256" in log.getvalue()
+    assert "resuming" not in log.getvalue()
+    assert stats["chunks_computed"] == 3  # everything recomputed
+    run(tmp_path / "clean.zarr", new)
+    a, b = store.open_store(tmp_path / "r.zarr"), store.open_store(tmp_path / "clean.zarr")
+    for name in ("rs", "token_ids", "n_tokens", "text"):
+        np.testing.assert_array_equal(a[name][:], b[name][:])
+
+
+def test_resume_with_other_weights_or_dtype_discards_the_partial_store(tmp_path, monkeypatch):
+    seqs = random_sequences(np.random.default_rng(11), 12)
+    interrupted_run(monkeypatch, tmp_path / "r.zarr", seqs, KeyboardInterrupt("killed"))
+    loaded = loaded_tiny()
+    loaded.info["weights_sha256"] = "other"
+    log = io.StringIO()
+    extraction.extract_to_store(loaded, tmp_path / "r.zarr", np.arange(12), np.arange(12) * 10, seqs,
+                                texts=[f"text {i}" for i in range(12)], sample_chunk=4, unit_chunk=8,
+                                attrs={"seed": 0}, log=log)
+    assert "discarding the partial store" in log.getvalue() and "(model)" in log.getvalue()
+
+
+def test_resume_with_the_same_content_resumes(tmp_path, monkeypatch):
+    seqs = random_sequences(np.random.default_rng(12), 12)
+    interrupted_run(monkeypatch, tmp_path / "r.zarr", seqs, KeyboardInterrupt("killed"))
+    log = io.StringIO()
+    stats = run(tmp_path / "r.zarr", seqs, log=log)
+    assert "resuming" in log.getvalue() and stats["chunks_computed"] == 2
+    assert store.open_store(tmp_path / "r.zarr").attrs["code_sha256"]

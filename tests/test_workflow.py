@@ -70,3 +70,18 @@ def test_findings_comparison_and_report(finished_run):
     snakemake(wd, "--report", "results/report.html")
     html = (wd / "results/report.html").read_text(errors="ignore")
     assert len(html) > 100_000 and "fig1_original.png" in html and "findings" in html
+
+
+def test_bad_values_stop_before_the_dag_runs(tmp_path, tiny_model_dir):
+    cases = [
+        (dict(autoencoder={"split": [0.7, 0.2, 0.2]}), r"autoencoder.split [0.7, 0.2, 0.2] must be three positive fractions summing to 1"),
+        (dict(models={"tiny": {"source": str(tiny_model_dir), "device": "cpu", "d_model": 100}}),
+         "models.tiny.d_model: 100, but model"),
+        (dict(models={"tiny": {"source": str(tmp_path / "no-model"), "device": "cpu"}}),
+         f"directory {tmp_path / 'no-model'} does not exist"),
+    ]
+    for over, message in cases:
+        write_config(tmp_path, tiny_config(tiny_model_dir, **over))
+        res = snakemake(tmp_path, "-n", "--cores", "1", check=False)
+        assert res.returncode != 0 and message in res.stdout + res.stderr, (over, res.stderr[-2000:])
+        assert not (tmp_path / "results").exists()

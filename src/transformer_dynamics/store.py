@@ -18,10 +18,20 @@ Layout (the contract every analysis and every notebook relies on)::
 and the per-unit analyses read ``rs[:, :, u0:u1]`` for all samples touching only the chunks
 of their unit block (see docs/store.md for the measurement behind the default sizes).
 Values are stored as float32 whatever the model's dtype (the dtype is in the attrs).
+
+Integrity: every chunk of every array carries a CRC32C checksum (codecs ``zstd`` then
+``crc32c``), every chunk is written even when it equals the fill value, and the readers here
+(:func:`read_rs`, :func:`read_units`, :func:`iter_samples`, :func:`checked`) refuse a missing,
+truncated or corrupted chunk with a :class:`StoreIntegrityError` naming the store, the array
+and the chunk, instead of returning the fill value (NaN) or a bare codec error.
+:func:`verify` re-checks a whole store; :func:`finalize` runs it before a store is declared
+complete.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import shutil
 import warnings
@@ -30,11 +40,34 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import zarr
+from zarr.codecs import Crc32cCodec, ZstdCodec
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: CRC32C checksum on every chunk, every chunk written
+
+
+class StoreIntegrityError(RuntimeError):
+    """A chunk of a store is missing, truncated or fails its checksum."""
+
+
+def _compressors() -> tuple[Any, ...]:
+    """zstd (zarr's default, level 0) followed by a CRC32C checksum of the compressed bytes."""
+    return (ZstdCodec(level=0), Crc32cCodec())
+
+
+@contextlib.contextmanager
+def _writing() -> Iterator[None]:
+    """Arrays opened inside write every chunk, even one equal to the fill value.
+
+    Without this zarr skips such chunks and a reader cannot tell "never written" from
+    "all fill value"; with it, a missing chunk is always an error. zarr reads the setting
+    when an array is opened (``group[name]``), so arrays must be opened inside.
+    """
+    with zarr.config.set({"array.write_empty_chunks": True}):
+        yield
 
 
 def _new_array(group: zarr.Group, name: str, data_or_shape: Any, dims: Sequence[str], **kw: Any) -> zarr.Array:
+    kw.setdefault("compressors", _compressors())
     if isinstance(data_or_shape, np.ndarray):
         arr = group.create_array(
             name, shape=data_or_shape.shape, dtype=kw.pop("dtype", data_or_shape.dtype),
@@ -57,6 +90,15 @@ def create_store(
     attrs: dict[str, Any] | None = None,
 ) -> zarr.Group:
     """Create an empty store (overwriting ``path``) with every array and coordinate."""
+    with _writing():
+        return _create_store(path, n_samples, sublayers, d_model, max_positions, sample_chunk, unit_chunk,
+                             with_text, attrs)
+
+
+def _create_store(
+    path: str | Path, n_samples: int, sublayers: Sequence[str], d_model: int, max_positions: int,
+    sample_chunk: int, unit_chunk: int, with_text: bool, attrs: dict[str, Any] | None,
+) -> zarr.Group:
     path = Path(path)
     if path.exists():
         shutil.rmtree(path)
@@ -118,6 +160,14 @@ def write_chunk(
     texts: Sequence[str] | None = None,
 ) -> None:
     """Write one whole sample chunk, then mark it done (so a crash never marks a partial chunk)."""
+    with _writing():
+        _write_chunk(group, chunk, rs, sample_ids, corpus_index, token_ids, texts)
+
+
+def _write_chunk(
+    group: zarr.Group, chunk: int, rs: np.ndarray, sample_ids: np.ndarray, corpus_index: np.ndarray,
+    token_ids: Sequence[Sequence[int]], texts: Sequence[str] | None,
+) -> None:
     s0, s1 = chunk_bounds(group, chunk)
     if rs.shape[0] != s1 - s0:
         raise ValueError(f"chunk {chunk} holds {s1 - s0} samples, got {rs.shape[0]}")
@@ -136,11 +186,13 @@ def write_chunk(
 
 
 def finalize(path: str | Path) -> None:
-    """Check every chunk is written and consolidate metadata for fast opening."""
+    """Check every chunk is written and intact (:func:`verify`), then mark the store complete
+    and consolidate metadata for fast opening."""
     g = open_store(path, mode="r+")
     missing = pending_chunks(g)
     if missing:
         raise RuntimeError(f"{path}: sample chunks {missing} were never written")
+    verify(g)
     g.attrs["complete"] = True
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -151,19 +203,117 @@ def _as_group(path_or_group: str | Path | zarr.Group) -> zarr.Group:
     return path_or_group if isinstance(path_or_group, zarr.Group) else open_store(path_or_group)
 
 
+class CheckedArray:
+    """A read-only view of a store array whose reads fail loudly on a bad chunk.
+
+    ``checked[sel]`` returns what ``array[sel]`` returns, after checking that every chunk the
+    selection touches exists (zarr would silently return the fill value for a missing one);
+    a chunk that fails to decode (checksum mismatch, truncation) raises
+    :class:`StoreIntegrityError` naming the store, array and chunk. ``sel`` may mix integers
+    and unit-step slices (what the analyses use).
+    """
+
+    def __init__(self, array: zarr.Array, store_name: str) -> None:
+        self.array = array
+        self.store_name = store_name
+        self.name = array.path.rsplit("/", 1)[-1]
+
+    shape = property(lambda self: self.array.shape)
+    chunks = property(lambda self: self.array.chunks)
+    dtype = property(lambda self: self.array.dtype)
+    ndim = property(lambda self: self.array.ndim)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _where(self, coords: tuple[int, ...]) -> str:
+        key = self.array.metadata.encode_chunk_key(coords)
+        return f"{self.store_name}: array '{self.name}', chunk {'.'.join(map(str, coords))} ({self.name}/{key})"
+
+    def _chunk_ranges(self, sel: Any) -> list[range]:
+        sel = sel if isinstance(sel, tuple) else (sel,)
+        if any(s is Ellipsis for s in sel):
+            i = next(i for i, s in enumerate(sel) if s is Ellipsis)
+            sel = sel[:i] + (slice(None),) * (self.ndim - len(sel) + 1) + sel[i + 1 :]
+        sel = sel + (slice(None),) * (self.ndim - len(sel))
+        ranges = []
+        for s, n, c in zip(sel, self.shape, self.chunks):
+            if isinstance(s, slice):
+                start, stop, step = s.indices(n)
+                if step != 1:
+                    raise ValueError(f"{self.name}: only unit-step slices are supported, got {s}")
+                ranges.append(range(start // c, -(-stop // c)) if stop > start else range(0))
+            else:
+                i = int(s) + n if int(s) < 0 else int(s)
+                ranges.append(range(i // c, i // c + 1))
+        return ranges
+
+    def check_present(self, coords_list: Any) -> None:
+        """Raise if any of the chunks in ``coords_list`` is absent from the store."""
+        store = self.array.store_path.store
+        root = getattr(store, "root", None)
+        for coords in coords_list:
+            key = f"{self.array.path}/{self.array.metadata.encode_chunk_key(coords)}"
+            there = Path(root, key).is_file() if root is not None else _sync(store.exists(key))
+            if not there:
+                raise StoreIntegrityError(
+                    f"{self._where(coords)} is missing: the store is damaged or incomplete; re-run "
+                    "the extraction (delete the store, then run snakemake again)"
+                )
+
+    def _region(self, coords: tuple[int, ...]) -> tuple[slice, ...]:
+        return tuple(slice(i * c, min(n, (i + 1) * c)) for i, c, n in zip(coords, self.chunks, self.shape))
+
+    def __getitem__(self, sel: Any) -> Any:
+        coords = list(itertools.product(*self._chunk_ranges(sel)))
+        self.check_present(coords)
+        try:
+            return self.array[sel]
+        except Exception as exc:  # find the chunk that does not decode, name it
+            for c in coords:
+                try:
+                    self.array[self._region(c)]
+                except Exception as inner:
+                    raise StoreIntegrityError(
+                        f"{self._where(c)} is corrupted ({type(inner).__name__}: {inner}); re-run the "
+                        "extraction (delete the store, then run snakemake again)"
+                    ) from inner
+            raise exc
+
+
+def _sync(coro: Any) -> Any:
+    from zarr.core.sync import sync
+
+    return sync(coro)
+
+
+def checked(path_or_group: str | Path | zarr.Group, name: str = "rs") -> CheckedArray:
+    """The array ``name`` of a store, wrapped so that reads fail on a bad chunk (:class:`CheckedArray`)."""
+    g = _as_group(path_or_group)
+    return CheckedArray(g[name], _store_name(g))
+
+
+def _store_name(group: zarr.Group) -> str:
+    root = getattr(group.store_path.store, "root", None)
+    return str(root) if root is not None else str(group.store_path)
+
+
+def read_rs(path_or_group: str | Path | zarr.Group, sel: Any = slice(None)) -> np.ndarray:
+    """``rs[sel]`` as stored (float32), failing on a missing or corrupted chunk."""
+    return np.asarray(checked(path_or_group)[sel])
+
+
 def read_units(path_or_group: str | Path | zarr.Group, u0: int, u1: int) -> np.ndarray:
     """``rs[:, :, u0:u1]`` for all samples, shape ``(N, 2L, u1 - u0)``, float64.
 
     Reads only the chunks of that unit block: memory is ``N * 2L * (u1 - u0)`` values.
     """
-    g = _as_group(path_or_group)
-    return np.asarray(g["rs"][:, :, u0:u1], dtype=np.float64)
+    return np.asarray(checked(path_or_group)[:, :, u0:u1], dtype=np.float64)
 
 
 def iter_samples(path_or_group: str | Path | zarr.Group, rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(start, rs[start:start+rows])`` over the samples in bounded memory."""
-    g = _as_group(path_or_group)
-    rs = g["rs"]
+    rs = checked(path_or_group)
     step = rows or rs.chunks[0]
     for s0 in range(0, rs.shape[0], step):
         yield s0, np.asarray(rs[s0 : s0 + step], dtype=np.float32)
@@ -181,17 +331,72 @@ def copy_into(dst: zarr.Group, src: zarr.Group, row0: int) -> None:
         raise ValueError(f"shard at row {row0} is not aligned to the destination's sample chunks of {c}")
     if pending_chunks(src):
         raise RuntimeError(f"shard store has unwritten chunks {pending_chunks(src)}")
-    n = src["rs"].shape[0]
-    for s0 in range(0, n, c):
-        s1 = min(n, s0 + c)
-        dst["rs"][row0 + s0 : row0 + s1] = src["rs"][s0:s1]
-        dst["token_ids"][row0 + s0 : row0 + s1] = src["token_ids"][s0:s1]
-        dst["chunk_done"][(row0 + s0) // c] = True
-    names = ["sample", "corpus_index", "n_tokens"] + (["text"] if "text" in dst and "text" in src else [])
-    for name in names:
-        dst[name][row0 : row0 + n] = src[name][:]
+    with _writing():
+        n = src["rs"].shape[0]
+        rs, tok = checked(src, "rs"), checked(src, "token_ids")
+        for s0 in range(0, n, c):
+            s1 = min(n, s0 + c)
+            dst["rs"][row0 + s0 : row0 + s1] = rs[s0:s1]
+            dst["token_ids"][row0 + s0 : row0 + s1] = tok[s0:s1]
+            dst["chunk_done"][(row0 + s0) // c] = True
+        names = ["sample", "corpus_index", "n_tokens"] + (["text"] if "text" in dst and "text" in src else [])
+        for name in names:
+            dst[name][row0 : row0 + n] = checked(src, name)[:]
+
+
+def verify(path_or_group: str | Path | zarr.Group, check_finite: bool = True) -> dict[str, int]:
+    """Re-check a store: every chunk of every array is present and passes its checksum, and
+    (``check_finite``) ``rs`` holds no NaN/inf.
+
+    Reads the store once, one chunk at a time. Raises :class:`StoreIntegrityError` naming the
+    first bad chunk; returns ``{array name: chunks checked}``.
+    """
+    g = _as_group(path_or_group)
+    name = _store_name(g)
+    if int(g.attrs.get("format_version", 1)) < 2:
+        raise StoreIntegrityError(
+            f"{name}: format_version {g.attrs.get('format_version', 1)} stores carry no chunk checksums "
+            "and cannot be verified; re-run the extraction to write a checksummed store"
+        )
+    counts = {}
+    for arr_name, arr in sorted(g.arrays()):
+        view = CheckedArray(arr, name)
+        grid = list(itertools.product(*(range(-(-n // c)) for n, c in zip(arr.shape, arr.chunks))))
+        view.check_present(grid)
+        for coords in grid:
+            block = view[view._region(coords)]
+            if check_finite and arr_name == "rs" and not np.isfinite(block).all():
+                raise StoreIntegrityError(f"{view._where(coords)} holds NaN or inf values")
+        counts[arr_name] = len(grid)
+    return counts
 
 
 def dumps_attrs(attrs: dict[str, Any]) -> str:
     """Canonical JSON of attrs (used as a fingerprint for resuming)."""
     return json.dumps(attrs, sort_keys=True, default=str)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m transformer_dynamics.store verify STORE [STORE ...]``: re-check finished stores.
+
+    Prints one line per store; exit status 1 if any store is damaged.
+    """
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) < 2 or args[0] != "verify":
+        print("usage: python -m transformer_dynamics.store verify STORE [STORE ...]", file=sys.stderr)
+        return 2
+    bad = 0
+    for path in args[1:]:
+        try:
+            counts = verify(path)
+            print(f"{path}: OK ({sum(counts.values())} chunks in {len(counts)} arrays checked)")
+        except (StoreIntegrityError, FileNotFoundError) as exc:
+            print(f"{path}: FAILED: {exc}")
+            bad += 1
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
