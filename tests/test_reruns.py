@@ -179,7 +179,7 @@ def local_inputs_run(tmp_path, tiny_model_dir):
     write_local_corpus(tmp_path / "corpus.txt")
     cfg = tiny_config(model, conditions=["original"], n_samples=16,
                       corpus={"source": "corpus.txt", "min_chars": 100, "max_chars": 500},
-                      extraction={"shard_size": 16, "sample_chunk": 8, "unit_chunk": 16, "threads": 1})
+                      extraction={"shard_size": 16, "sample_chunk": 8, "unit_chunk": 16})
     write_config(tmp_path, cfg)
     snakemake(tmp_path, "--cores", "1", "results/tiny/activations/original.zarr")
     return tmp_path
