@@ -19,6 +19,7 @@ import numpy as np
 from . import store
 from .capture import capture_last_token, check_finite, sublayer_labels
 from .models import LoadedModel
+from .progress import Progress
 
 
 def _fingerprint(attrs: dict[str, Any]) -> str:
@@ -97,6 +98,7 @@ def extract_to_store(
     n_tok = 0
     todo = store.pending_chunks(group)
     context = f"model {loaded.info.get('source')} ({loaded.info.get('dtype')})"
+    bar = Progress(len(todo), "chunk")
     for k, chunk in enumerate(todo):
         s0, s1 = store.chunk_bounds(group, chunk)
         seqs = [token_ids[i] for i in range(s0, s1)]
@@ -111,6 +113,7 @@ def extract_to_store(
         n_tok += sum(len(s) for s in seqs)
         el = time.perf_counter() - t0
         print(f"chunk {k + 1}/{len(todo)} (samples {s0}-{s1 - 1}): {n_tok / el:.0f} tok/s", file=log, flush=True)
+        bar.update(k + 1, f"{n_tok / el:.0f} tok/s", force=True)
     seconds = time.perf_counter() - t0
     store.finalize(work)
     if work != path:
