@@ -9,7 +9,59 @@ from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
-validate(config, "../workflow/schemas/config.schema.yaml", set_default=True)
+SCHEMA = "../workflow/schemas/config.schema.yaml"
+
+
+def config_problems(cfg, schema):
+    """Short messages for what the schema rejects: the key, the offending value, a suggestion."""
+    import difflib
+
+    import jsonschema
+
+    def where(path):
+        return ".".join(str(p) for p in path) or "(top level)"
+
+    def short(value):
+        text = repr(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    problems = []
+    for err in sorted(jsonschema.Draft202012Validator(schema).iter_errors(cfg), key=lambda e: list(map(str, e.path))):
+        path = list(err.path)
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            known = list(err.schema.get("properties", {}))
+            for key in sorted(set(err.instance) - set(known)):
+                hint = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+                problems.append(
+                    f"{where(path + [key])}: unknown key (value {short(err.instance[key])}). "
+                    + (f"Did you mean {where(path + [hint[0]])}?" if hint else f"Known keys here: {', '.join(known)}.")
+                )
+        elif err.validator == "enum":
+            hint = difflib.get_close_matches(str(err.instance), [str(v) for v in err.validator_value], n=1, cutoff=0.5)
+            problems.append(
+                f"{where(path)}: {short(err.instance)} is not one of {', '.join(map(str, err.validator_value))}."
+                + (f" Did you mean {hint[0]}?" if hint else "")
+            )
+        else:
+            problems.append(f"{where(path)}: {err.message}")
+    return problems
+
+
+def _validate_config():
+    import yaml
+
+    schema_path = Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
+    problems = config_problems(config, yaml.safe_load(schema_path.read_text()))
+    if problems:
+        raise ValueError(
+            "invalid configuration (config.yaml plus any --configfile/--config):\n  "
+            + "\n  ".join(problems)
+            + "\nEvery key, its type and default: workflow/schemas/config.schema.yaml"
+        )
+    validate(config, SCHEMA, set_default=True)
+
+
+_validate_config()
 
 from transformer_dynamics.models import model_dims  # noqa: E402
 
