@@ -8,6 +8,7 @@ unfinished chunk and never recomputes a finished one. Batches are formed inside 
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
@@ -56,8 +57,8 @@ def extract_to_store(
     max_tokens : padded tokens per batch (None: device default).
     max_batch : sequences per batch instead of a token budget.
     attrs : provenance written into the store; a resume requires identical attrs.
-    work_path : write here and move to ``path`` when complete (default ``path + '.partial'``).
-        A partial store with the same attrs is resumed.
+    work_path : write here and publish at ``path`` when complete (default ``path + '.partial'``;
+        see :func:`publish`). A partial store with the same attrs is resumed.
 
     Returns
     -------
@@ -113,14 +114,37 @@ def extract_to_store(
         n_tok += sum(len(s) for s in seqs)
         el = time.perf_counter() - t0
         print(f"chunk {k + 1}/{len(todo)} (samples {s0}-{s1 - 1}): {n_tok / el:.0f} tok/s", file=log, flush=True)
-        bar.update(k + 1, f"{n_tok / el:.0f} tok/s", force=True)
+        bar.update(k + 1, f"{n_tok / el:.0f} tok/s")
     seconds = time.perf_counter() - t0
     store.finalize(work)
     if work != path:
-        if path.exists():
-            shutil.rmtree(path)
-        work.rename(path)
+        publish(work, path)
     return {"seconds": seconds, "tokens": float(n_tok), "chunks_computed": float(len(todo))}
+
+
+def publish(work: str | Path, path: str | Path) -> None:
+    """Make the finished store ``work`` appear at ``path``, keeping ``work`` as a hard-linked twin.
+
+    ``path`` is a workflow output: Snakemake deletes it when it marks the job incomplete
+    (Ctrl-C to Snakemake alone lets the job finish, then ``--rerun-incomplete`` removes its
+    output). The twin at ``work`` survives, so the rerun resumes with no chunk left to compute.
+    Hard links cost no space; where they are not possible the files are copied.
+    ``gather_shards`` removes the twins once the shards are gathered.
+    """
+    work, path = Path(work), Path(path)
+
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    tmp = path.with_name(path.name + ".publishing")
+    for p in (tmp, path):
+        if p.exists():
+            shutil.rmtree(p)
+    shutil.copytree(work, tmp, copy_function=link)
+    tmp.rename(path)
 
 
 def gather_shards(shards: Sequence[str | Path], path: str | Path, offsets: Sequence[int]) -> None:
@@ -136,3 +160,7 @@ def gather_shards(shards: Sequence[str | Path], path: str | Path, offsets: Seque
     for sp, off in zip(shards, offsets):
         store.copy_into(g, store.open_store(sp), off)
     store.finalize(path)
+    for sp in shards:  # the shards' resume twins (see publish) are no longer needed
+        twin = Path(sp).with_name(Path(sp).name + ".partial")
+        if twin.exists():
+            shutil.rmtree(twin)
