@@ -193,3 +193,46 @@ def block_mem_mb(model):
     L, D = _DIMS[model]
     slab = config["n_samples"] * 2 * L * config["analysis"]["unit_block"] * 8
     return int(1500 + 8 * slab / 1e6)
+
+
+def _measured_tok_per_s(model):
+    """Extraction throughput printed by an earlier run's logs (chunk lines), or None."""
+    rates = []
+    for log in sorted(Path(f"{RESULTS}/logs/{model}/extract").glob("*/*.log")):
+        found = re.findall(r"(\d+) tok/s", log.read_text(errors="replace"))
+        if found:
+            rates.append(float(found[-1]))
+    return max(rates) if rates else None
+
+
+def runtime_estimate_message(cores):
+    """What `onstart` prints: a rough run time per model and where progress and logs are."""
+    from transformer_dynamics.progress import estimate_runtime, fmt_seconds
+
+    pert = config["perturbations"]
+    lines = []
+    total = 0.0
+    for m in MODELS:
+        todo = [c for c in CONDITIONS if not Path(store_path(m, c)).exists()]
+        runs = sum(pert["grid"] ** 2 if k == "teleport" else pert["n_random"] for k in pert["kinds"])
+        rate = _measured_tok_per_s(m)
+        est = estimate_runtime(
+            n_layers(m), d_model(m), config["n_samples"], n_conditions=len(CONDITIONS),
+            n_shuffles=config["rotations"]["n_shuffles"], unit_block=config["analysis"]["unit_block"],
+            max_epochs=config["autoencoder"]["max_epochs"], perturb_runs=runs * len(perturb_layers(m)),
+            tok_per_s=rate, cores=cores,
+        )
+        est["total"] -= est["extraction"] * (1 - len(todo) / len(CONDITIONS))
+        total += est["total"]
+        how = f"{rate:.0f} tok/s measured in an earlier run" if rate else "throughput assumed from the model size"
+        lines.append(
+            f"  {m}: ~{fmt_seconds(est['total'])} (extraction of {len(todo)} condition(s) "
+            f"~{fmt_seconds(est['extraction'] * len(todo) / len(CONDITIONS))}, {how})"
+        )
+    return "\n".join(
+        [f"Estimated time from scratch with {cores} idle cores (a busy machine takes longer; "
+         f"finished steps are skipped): ~{fmt_seconds(total)}"]
+        + lines
+        + ["Long jobs print '[rule wildcards] step k/n (%), elapsed, ETA' lines here; "
+           f"every job's full log is in {RESULTS}/logs/ (e.g. tail -f {RESULTS}/logs/<model>/extract/<condition>/000.log)."]
+    )

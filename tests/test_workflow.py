@@ -77,3 +77,20 @@ def test_findings_comparison_and_report(finished_run):
     snakemake(wd, "--report", "results/report.html")
     html = (wd / "results/report.html").read_text(errors="ignore")
     assert len(html) > 100_000 and "fig1_original.png" in html and "findings" in html
+
+
+def test_terminal_shows_an_estimate_and_progress_with_eta(tmp_path, tiny_model_dir):
+    """What a user sees in the terminal: the onstart estimate, then per-job progress lines."""
+    cfg = tiny_config(tiny_model_dir, conditions=["original"], n_samples=32,
+                      extraction={"shard_size": 32, "sample_chunk": 8, "unit_chunk": 16, "threads": 1})
+    write_config(tmp_path, cfg)
+    res = snakemake(tmp_path, "--cores", "1", "results/tiny/activations/original.zarr")
+    out = res.stdout + res.stderr
+    assert "Estimated time from scratch with 1 idle cores" in out and "  tiny: ~" in out, out[:3000]
+    assert "results/logs/" in out
+    first = "[extract_shard tiny/original/000] chunk 1/4 (25%)"
+    assert first in out and "ETA" in out.split(first, 1)[1].splitlines()[0], out[-3000:]
+    assert "[extract_shard tiny/original/000] chunk 4/4 (100%)" in out
+    # the full log still has every chunk
+    log = (tmp_path / "results/logs/tiny/extract/original/000.log").read_text()
+    assert log.count("tok/s") == 4 and "1 threads" in log

@@ -79,3 +79,50 @@ class Progress:
             print(self.line(done, note, finished), file=out, flush=True)
         except (OSError, ValueError):  # terminal closed: progress is best-effort
             pass
+
+
+def estimate_runtime(
+    n_layers: int,
+    d_model: int,
+    n_samples: int,
+    n_conditions: int = 2,
+    n_shuffles: int = 1000,
+    unit_block: int = 64,
+    max_epochs: int = 100,
+    perturb_runs: int = 1500,
+    tokens_per_sample: float = 77.0,
+    tok_per_s: float | None = None,
+    cores: int = 2,
+) -> dict[str, float]:
+    """Rough wall-clock seconds of a from-scratch run of one model, per stage, on an idle CPU.
+
+    Calibrated on SmolLM2-135M (30 layers, D = 576) on a 2-core machine; the cost of each
+    stage is scaled by the quantity it grows with (tokens x parameters for the model passes,
+    samples x sublayers x units for the analyses). ``tok_per_s`` is the extraction
+    throughput measured in an earlier run (the extraction logs print it); without it, a
+    throughput that falls with the model's size is assumed. Returns seconds per stage and
+    ``total``; a busy machine takes longer.
+    """
+    S = 2 * n_layers
+    params_m = max(1.0, (12 * n_layers * d_model**2 + 2 * 49_152 * d_model) / 1e6)
+    rate = tok_per_s if tok_per_s else 280.0 * 135.0 / params_m  # tokens per second with 2 cores
+    scale_cores = max(1, cores) / 2
+    units = S * d_model / (60 * 576)  # sublayers x units relative to SmolLM2
+    blocks = -(-d_model // unit_block)
+    per_job = 3.0  # interpreter start and imports, per job
+    n = n_samples / 100
+    est = {
+        "extraction": n_conditions * n_samples * tokens_per_sample / rate,
+        "unit statistics and MI": n_conditions * (blocks * (per_job + 3.0 * n * S / 60 * unit_block / 64)),
+        "rotations": n_conditions * blocks * (per_job + 0.8 * n_shuffles / 200 * S / 60 * unit_block / 64),
+        "PCA": n_conditions * (per_job + 8.0 * n * units * d_model / 576),
+        "autoencoder": n_conditions * min(max_epochs, 60) * (0.4 + 1.2 * n * units / 10),
+        "perturbations": n_conditions * perturb_runs * 10 / rate,
+        "figures and tables": n_conditions * 6 * per_job + 3 * per_job,
+    }
+    # extraction, the autoencoder and perturbations use every core already; the many small
+    # single-threaded jobs share the cores
+    parallel = {"unit statistics and MI", "rotations", "PCA", "figures and tables"}
+    out = {k: (v / max(1, cores) if k in parallel else v / max(1.0, scale_cores ** 0.7)) for k, v in est.items()}
+    out["total"] = sum(out.values())
+    return out
