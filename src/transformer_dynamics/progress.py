@@ -116,7 +116,7 @@ def estimate_runtime(
         "unit statistics and MI": n_conditions * (blocks * (per_job + 3.0 * n * S / 60 * unit_block / 64)),
         "rotations": n_conditions * blocks * (per_job + 0.8 * n_shuffles / 200 * S / 60 * unit_block / 64),
         "PCA": n_conditions * (per_job + 8.0 * n * units * d_model / 576),
-        "autoencoder": n_conditions * min(max_epochs, 60) * (0.4 + 1.2 * n * units / 10),
+        "autoencoder": n_conditions * min(max_epochs, 60) * (1.0 + 1.0 * n * units / 10),
         "perturbations": n_conditions * perturb_runs * 10 / rate,
         "figures and tables": n_conditions * 6 * per_job + 3 * per_job,
     }
