@@ -333,7 +333,7 @@ def figure4(traj: pd.DataFrame, spectrum: pd.DataFrame, spectra: pd.DataFrame, n
             n_faint: int = 300) -> plt.Figure:
     """Figure 4: PC trajectories (A), cumulative EV (B), EV per sublayer (C), teleport quivers (D)."""
     layers = sorted(teleport["layer"].unique()) if teleport is not None else []
-    ncol = max(3, len(layers))
+    ncol = max(4, len(layers))  # A, B, C and the dimensionality panel C' on the top row
     fig = plt.figure(figsize=(3.3 * ncol, 7.0), constrained_layout=True)
     gs = fig.add_gridspec(2, ncol)
     S = int(traj["sublayer_index"].max()) + 1
@@ -374,7 +374,7 @@ def figure4(traj: pd.DataFrame, spectrum: pd.DataFrame, spectra: pd.DataFrame, n
     ax.set_title("C  per sublayer (colour = depth)")
     n_layers = S // 2
     # C': PCs needed for 90 % per sublayer, its own panel (was an inset over the curves)
-    ax = fig.add_subplot(gs[0, 3:] if ncol > 3 else gs[0, 2])
+    ax = fig.add_subplot(gs[0, 3:])
     npc = n_pcs.sort_values("sublayer_index")
     ok = npc["n_pcs_90"].notna()
     ax.plot(npc.loc[ok, "sublayer_index"], npc.loc[ok, "n_pcs_90"], "o-", ms=2.5, lw=1, color="k",
