@@ -92,7 +92,7 @@ def test_table_shows_nulls_bounds_undefined_values_and_keeps_row_order():
     rows = [line.split(":")[0].strip("| ") for line in md.splitlines()[2:]]
     assert rows == ["F2a", "F2b", "F2c", "F2d", "F4a", "F5a", "F5b"]
     line = {r: l for r, l in zip(rows, md.splitlines()[2:])}
-    assert "vs 2.53 (points-shuffle null)" in line["F4a"]
-    assert "**does not hold**: >0.42 vs" in line["F5a"] and "90 % not reached within the 20 computed PCs" in line["F5a"]
+    assert "; null: 2.53 (points-shuffle null)" in line["F4a"] and "**holds**: 10" in line["F4a"]
+    assert "**does not hold**: >0.42; null:" in line["F5a"] and "90 % not reached within the 20 computed PCs" in line["F5a"]
     assert "**inconclusive**: n/a (undefined: only 1 of 12 sublayers reach 90 % within 20 PCs)" in line["F5b"]
     assert "[" not in line["F5b"].split("|")[-2]

@@ -274,12 +274,12 @@ def findings_markdown(per_model: dict[str, list[dict[str, Any]]]) -> str:
                 continue
             val = f"{f.get('bound') or ''}{f['value']:.3g}"
             extra = ""
-            if f.get("null_value") is not None:
-                extra += f" vs {f['null_value']:.3g} ({f.get('null_label') or 'null'})"
             if f.get("ci_low") is not None and f.get("ci_high") is not None:
                 extra += f" [{f['ci_low']:.2g}, {f['ci_high']:.2g}]"
             if f.get("p_value") is not None:
                 extra += f" p={f['p_value']:.2g}"
+            if f.get("null_value") is not None:  # after the estimate's own interval, so it cannot read as the null's
+                extra += f"; null: {f['null_value']:.3g} ({f.get('null_label') or 'null'})"
             if f.get("bound") and f.get("note"):
                 extra += f" ({f['note']})"
             cells.append(f"**{f['verdict']}**: {val}{extra}")
