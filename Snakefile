@@ -18,6 +18,16 @@ include: "rules/findings.smk"
 include: "rules/figures.smk"
 
 
+onstart:
+    import sys
+
+    try:
+        cores = int(workflow.cores)
+    except Exception:  # no --cores (e.g. a cluster executor)
+        cores = 2
+    print(runtime_estimate_message(cores), file=sys.stderr)
+
+
 rule all:
     input:
         all_targets(),

@@ -9,7 +9,59 @@ from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
-validate(config, "../workflow/schemas/config.schema.yaml", set_default=True)
+SCHEMA = "../workflow/schemas/config.schema.yaml"
+
+
+def config_problems(cfg, schema):
+    """Short messages for what the schema rejects: the key, the offending value, a suggestion."""
+    import difflib
+
+    import jsonschema
+
+    def where(path):
+        return ".".join(str(p) for p in path) or "(top level)"
+
+    def short(value):
+        text = repr(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    problems = []
+    for err in sorted(jsonschema.Draft202012Validator(schema).iter_errors(cfg), key=lambda e: list(map(str, e.path))):
+        path = list(err.path)
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            known = list(err.schema.get("properties", {}))
+            for key in sorted(set(err.instance) - set(known)):
+                hint = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+                problems.append(
+                    f"{where(path + [key])}: unknown key (value {short(err.instance[key])}). "
+                    + (f"Did you mean {where(path + [hint[0]])}?" if hint else f"Known keys here: {', '.join(known)}.")
+                )
+        elif err.validator == "enum":
+            hint = difflib.get_close_matches(str(err.instance), [str(v) for v in err.validator_value], n=1, cutoff=0.5)
+            problems.append(
+                f"{where(path)}: {short(err.instance)} is not one of {', '.join(map(str, err.validator_value))}."
+                + (f" Did you mean {hint[0]}?" if hint else "")
+            )
+        else:
+            problems.append(f"{where(path)}: {err.message}")
+    return problems
+
+
+def _validate_config():
+    import yaml
+
+    schema_path = Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
+    problems = config_problems(config, yaml.safe_load(schema_path.read_text()))
+    if problems:
+        raise ValueError(
+            "invalid configuration (config.yaml plus any --configfile/--config):\n  "
+            + "\n  ".join(problems)
+            + "\nEvery key, its type and default: workflow/schemas/config.schema.yaml"
+        )
+    validate(config, SCHEMA, set_default=True)
+
+
+_validate_config()
 
 from transformer_dynamics.models import job_memory_mb, model_dims  # noqa: E402
 from transformer_dynamics.provenance import script_code_sha256  # noqa: E402
@@ -198,3 +250,46 @@ def block_mem_mb(model):
     L, D = _DIMS[model]
     slab = config["n_samples"] * 2 * L * config["analysis"]["unit_block"] * 8
     return int(1500 + 8 * slab / 1e6)
+
+
+def _measured_tok_per_s(model):
+    """Extraction throughput printed by an earlier run's logs (chunk lines), or None."""
+    rates = []
+    for log in sorted(Path(f"{RESULTS}/logs/{model}/extract").glob("*/*.log")):
+        found = re.findall(r"(\d+) tok/s", log.read_text(errors="replace"))
+        if found:
+            rates.append(float(found[-1]))
+    return max(rates) if rates else None
+
+
+def runtime_estimate_message(cores):
+    """What `onstart` prints: a rough run time per model and where progress and logs are."""
+    from transformer_dynamics.progress import estimate_runtime, fmt_seconds
+
+    pert = config["perturbations"]
+    lines = []
+    total = 0.0
+    for m in MODELS:
+        todo = [c for c in CONDITIONS if not Path(store_path(m, c)).exists()]
+        runs = sum(pert["grid"] ** 2 if k == "teleport" else pert["n_random"] for k in pert["kinds"])
+        rate = _measured_tok_per_s(m)
+        est = estimate_runtime(
+            n_layers(m), d_model(m), config["n_samples"], n_conditions=len(CONDITIONS),
+            n_shuffles=config["rotations"]["n_shuffles"], unit_block=config["analysis"]["unit_block"],
+            max_epochs=config["autoencoder"]["max_epochs"], perturb_runs=runs * len(perturb_layers(m)),
+            tok_per_s=rate, cores=cores,
+        )
+        est["total"] -= est["extraction"] * (1 - len(todo) / len(CONDITIONS))
+        total += est["total"]
+        how = f"{rate:.0f} tok/s measured in an earlier run" if rate else "throughput assumed from the model size"
+        lines.append(
+            f"  {m}: ~{fmt_seconds(est['total'])} (extraction of {len(todo)} condition(s) "
+            f"~{fmt_seconds(est['extraction'] * len(todo) / len(CONDITIONS))}, {how})"
+        )
+    return "\n".join(
+        [f"Estimated time from scratch with {cores} idle cores (a busy machine takes longer; "
+         f"finished steps are skipped): ~{fmt_seconds(total)}"]
+        + lines
+        + ["Long jobs print '[rule wildcards] step k/n (%), elapsed, ETA' lines here; "
+           f"every job's full log is in {RESULTS}/logs/ (e.g. tail -f {RESULTS}/logs/<model>/extract/<condition>/000.log)."]
+    )

@@ -1,7 +1,10 @@
 """Gather rule body: concatenate per-block parquet tables, one output per named input list."""
+from transformer_dynamics.rulelog import pin_threads, rule_logging
+
+pin_threads(snakemake)  # first: numpy/torch read the thread settings when they load
+
 import pandas as pd
 
-from transformer_dynamics.rulelog import rule_logging
 
 with rule_logging(snakemake):
     for name, path in snakemake.output.items():

@@ -1,11 +1,14 @@
 """Rule extract_shard: capture one shard of samples into its own Zarr store (§2.1)."""
+from transformer_dynamics.rulelog import pin_threads, rule_logging
+
+pin_threads(snakemake)  # first: numpy/torch read the thread settings when they load
+
 import json
 
 import pandas as pd
 
 from transformer_dynamics.extraction import extract_to_store
 from transformer_dynamics.models import check_dims, load_model_spec, software_versions
-from transformer_dynamics.rulelog import rule_logging
 
 with rule_logging(snakemake):
     p = snakemake.params

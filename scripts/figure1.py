@@ -1,8 +1,11 @@
 """Rule figure1: Figure 1B-H from the statistics tables."""
+from transformer_dynamics.rulelog import pin_threads, rule_logging
+
+pin_threads(snakemake)  # first: numpy/torch read the thread settings when they load
+
 import pandas as pd
 
 from transformer_dynamics import plotting
-from transformer_dynamics.rulelog import rule_logging
 
 with rule_logging(snakemake):
     t = {k: pd.read_parquet(v) for k, v in snakemake.input.items()}

@@ -1,8 +1,11 @@
 """Rule figure3: the compressing autoencoder's trajectories (Fig. 3)."""
+from transformer_dynamics.rulelog import pin_threads, rule_logging
+
+pin_threads(snakemake)  # first: numpy/torch read the thread settings when they load
+
 import pandas as pd
 
 from transformer_dynamics import plotting
-from transformer_dynamics.rulelog import rule_logging
 
 with rule_logging(snakemake):
     i, w = snakemake.input, snakemake.wildcards

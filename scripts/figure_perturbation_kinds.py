@@ -1,8 +1,11 @@
 """Rule figure_perturbation_kinds: recovery after teleport, noise and swap perturbations."""
+from transformer_dynamics.rulelog import pin_threads, rule_logging
+
+pin_threads(snakemake)  # first: numpy/torch read the thread settings when they load
+
 import pandas as pd
 
 from transformer_dynamics import plotting
-from transformer_dynamics.rulelog import rule_logging
 
 with rule_logging(snakemake):
     w = snakemake.wildcards

@@ -1,8 +1,11 @@
 """Rule filter_corpus: length filter, deduplicate, draw n_samples texts (§2.1)."""
+from transformer_dynamics.rulelog import pin_threads, rule_logging
+
+pin_threads(snakemake)  # first: numpy/torch read the thread settings when they load
+
 import json
 
 from transformer_dynamics import corpus
-from transformer_dynamics.rulelog import rule_logging
 
 with rule_logging(snakemake):
     p = snakemake.params

@@ -1,10 +1,13 @@
 """Rule findings: test the paper's headline findings on one model (docs/findings.md)."""
+from transformer_dynamics.rulelog import pin_threads, rule_logging
+
+pin_threads(snakemake)  # first: numpy/torch read the thread settings when they load
+
 import json
 
 import pandas as pd
 
 from transformer_dynamics import findings as F
-from transformer_dynamics.rulelog import rule_logging
 
 with rule_logging(snakemake):
     p, i = snakemake.params, snakemake.input

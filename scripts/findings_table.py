@@ -1,10 +1,13 @@
 """Rule findings_table: one table of findings x models (markdown and CSV)."""
+from transformer_dynamics.rulelog import pin_threads, rule_logging
+
+pin_threads(snakemake)  # first: numpy/torch read the thread settings when they load
+
 import json
 
 import pandas as pd
 
 from transformer_dynamics.findings import findings_markdown
-from transformer_dynamics.rulelog import rule_logging
 
 with rule_logging(snakemake):
     per_model = {}

@@ -1,9 +1,12 @@
 """Rule fit_pca: global PCA, PC trajectories, spectra per sublayer (§2.8, Fig 4A-C)."""
+from transformer_dynamics.rulelog import pin_threads, rule_logging
+
+pin_threads(snakemake)  # first: numpy/torch read the thread settings when they load
+
 import numpy as np
 import pandas as pd
 
 from transformer_dynamics import pca, store
-from transformer_dynamics.rulelog import rule_logging
 
 with rule_logging(snakemake):
     p, out = snakemake.params, snakemake.output

@@ -1,10 +1,13 @@
 """Rule gather_rotations: concatenate rotation blocks; summary with Benjamini-Hochberg."""
+from transformer_dynamics.rulelog import pin_threads, rule_logging
+
+pin_threads(snakemake)  # first: numpy/torch read the thread settings when they load
+
 import json
 
 import pandas as pd
 
 from transformer_dynamics import rotations
-from transformer_dynamics.rulelog import rule_logging
 
 with rule_logging(snakemake):
     for name in ("table", "traj", "null"):

@@ -1,4 +1,8 @@
 """Rule perturb: teleport / noise / swap perturbations of the control prompt (§2.8, Fig 4D)."""
+from transformer_dynamics.rulelog import pin_threads, rule_logging
+
+pin_threads(snakemake)  # first: numpy/torch read the thread settings when they load
+
 import numpy as np
 import pandas as pd
 
@@ -7,7 +11,7 @@ from transformer_dynamics.capture import capture_last_token
 from transformer_dynamics.corpus import tokenize
 from transformer_dynamics.models import check_dims, load_model_spec
 from transformer_dynamics.pca import PCAResult
-from transformer_dynamics.rulelog import rule_logging
+from transformer_dynamics.progress import Progress
 
 with rule_logging(snakemake):
     p, out = snakemake.params, snakemake.output
@@ -22,6 +26,7 @@ with rule_logging(snakemake):
     zc = pca.transform(control, 2)
     pd.DataFrame({"sublayer_index": np.arange(len(zc)), "pc1": zc[:, 0], "pc2": zc[:, 1]}).to_parquet(out.control, index=False)
     g = store.open_store(snakemake.input.store)
+    bar, n_done = Progress(len(p.kinds) * len(p.layers), "perturbation set"), 0
     for kind, runs_path, metrics_path in zip(p.kinds, out.runs, out.metrics):
         runs, metrics = [], []
         for layer in p.layers:
@@ -40,5 +45,7 @@ with rule_logging(snakemake):
             m = perturb.trajectory_metrics(res, control, pca, 2 * layer)
             metrics.append(m.assign(kind=kind, layer=layer))
             print(f"{kind} at layer {layer}: {B} runs, final mse_pc {m['mse_pc'].iloc[-1]:.3g}")
+            n_done += 1
+            bar.update(n_done, f"{kind} at layer {layer}", force=True)
         pd.concat(runs, ignore_index=True).to_parquet(runs_path, index=False)
         pd.concat(metrics, ignore_index=True).to_parquet(metrics_path, index=False)

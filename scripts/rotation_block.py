@@ -1,9 +1,12 @@
 """Rule rotation_block: rotation counts and their shuffle null for one unit block (§2.6)."""
+from transformer_dynamics.rulelog import pin_threads, rule_logging
+
+pin_threads(snakemake)  # first: numpy/torch read the thread settings when they load
+
 import numpy as np
 import pandas as pd
 
 from transformer_dynamics import rotations, store
-from transformer_dynamics.rulelog import rule_logging
 
 N_NULL_KEPT = 20  # null values kept per unit for the figure's histogram
 

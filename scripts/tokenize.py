@@ -1,9 +1,12 @@
 """Rule tokenize: BOS-first token ids and the shuffled-token control (§2.1)."""
+from transformer_dynamics.rulelog import pin_threads, rule_logging
+
+pin_threads(snakemake)  # first: numpy/torch read the thread settings when they load
+
 import pandas as pd
 
 from transformer_dynamics import corpus
 from transformer_dynamics.models import load_tokenizer, model_context
-from transformer_dynamics.rulelog import rule_logging
 
 with rule_logging(snakemake):
     samples = pd.read_parquet(snakemake.input.samples)

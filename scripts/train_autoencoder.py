@@ -1,10 +1,13 @@
 """Rule train_autoencoder: the compressing autoencoder of §2.7 (Fig 3)."""
+from transformer_dynamics.rulelog import pin_threads, rule_logging
+
+pin_threads(snakemake)  # first: numpy/torch read the thread settings when they load
+
 import torch
 
 from transformer_dynamics import autoencoder as cae
 from transformer_dynamics import store
 from transformer_dynamics.models import resolve_device
-from transformer_dynamics.rulelog import rule_logging
 
 with rule_logging(snakemake):
     c, out = snakemake.params.cae, snakemake.output

@@ -1,6 +1,9 @@
 """Rule unit_block_stats: means, Pearson r, MI and correlation distributions of one unit block."""
+from transformer_dynamics.rulelog import pin_threads, rule_logging
+
+pin_threads(snakemake)  # first: numpy/torch read the thread settings when they load
+
 from transformer_dynamics import store, unit_stats
-from transformer_dynamics.rulelog import rule_logging
 
 with rule_logging(snakemake):
     u0, u1 = snakemake.params.units

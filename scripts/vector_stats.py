@@ -1,6 +1,9 @@
 """Rule vector_stats: cosine similarity, velocity and magnitude of whole RS vectors (§2.3-2.4)."""
+from transformer_dynamics.rulelog import pin_threads, rule_logging
+
+pin_threads(snakemake)  # first: numpy/torch read the thread settings when they load
+
 from transformer_dynamics import store, unit_stats
-from transformer_dynamics.rulelog import rule_logging
 
 with rule_logging(snakemake):
     g = store.open_store(snakemake.input.store)

@@ -1,6 +1,8 @@
 """The real workflow through the SLURM profile on a real one-node SLURM cluster.
 
-CI starts the cluster with ../shared/slurm/start-slurm.sh (see .ci/run). The cluster has no
+CI starts the cluster with ../shared/slurm/start-slurm.sh (see .ci/run) and sets
+TD_REQUIRE_SLURM=1, so there a cluster that does not answer fails the test; elsewhere the
+test skips with the reason (no sinfo, or sinfo present but no controller). The cluster has no
 accounting, so the test adds `--slurm-status-command squeue`; a real cluster's profile keeps
 the plugin's default (sacct). The run is wrapped in `timeout -s KILL`: a job the plugin loses
 track of would otherwise hang the test forever.
@@ -26,13 +28,25 @@ pytestmark = [pytest.mark.slurm]
 TARGETS = ["results/tiny/activations/original.zarr", "results/tiny/stats/original/blocks/000.units.parquet"]
 
 
+REQUIRE = "TD_REQUIRE_SLURM"  # =1: no answering cluster is a failure, not a skip (CI sets it)
+
+
 def slurm_ready() -> str | None:
+    """None when a SLURM controller answers, else why not (a failure if TD_REQUIRE_SLURM=1)."""
+    demanded = os.environ.get(REQUIRE, "") not in ("", "0")
+    hint = f"; set {REQUIRE}=1 to make this a failure" if not demanded else ""
     if shutil.which("sinfo") is None:
-        return "sinfo not found: no SLURM cluster here (CI starts one with ../shared/slurm/start-slurm.sh)"
-    res = subprocess.run(["sinfo", "-h", "-o", "%a %t"], capture_output=True, text=True, timeout=30)
-    if res.returncode != 0:
-        pytest.fail(f"sinfo exists but the cluster does not answer: {res.stderr.strip()}")
-    return None
+        reason = "sinfo not found: no SLURM cluster here (CI starts one with ../shared/slurm/start-slurm.sh)"
+    else:
+        try:
+            res = subprocess.run(["sinfo", "-h", "-o", "%a %t"], capture_output=True, text=True, timeout=30)
+            err = None if res.returncode == 0 else (res.stderr.strip() or f"exit code {res.returncode}")
+        except subprocess.TimeoutExpired:
+            err = "no answer within 30 s"
+        reason = None if err is None else f"SLURM client present but no controller answers (sinfo: {err})"
+    if reason and demanded:
+        pytest.fail(f"{REQUIRE}=1 but {reason}")
+    return reason + hint if reason else None
 
 
 def readme_slurm_command() -> list[str]:

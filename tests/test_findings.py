@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import warnings
 
-warnings.filterwarnings("ignore", message=".*constant.*")
-
 import numpy as np
 import pandas as pd
+import pytest
+from scipy import stats
 
 from transformer_dynamics import findings as F
 from transformer_dynamics.capture import sublayer_labels
@@ -37,7 +37,9 @@ def test_correlation_and_mi_verdicts():
     assert fs["F1a"].verdict == F.FAILS and fs["F1b"].verdict == F.FAILS and fs["F1c"].verdict == F.FAILS
     assert fs["F3"].verdict == F.FAILS
     flat = units_table(lambda t: 0.9, lambda t: 0.5).assign(pearson_r=0.9)  # no trend at all
-    assert F.correlation_finding({"original": flat}, TH)[1].verdict == F.INCONCLUSIVE
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", stats.ConstantInputWarning)  # constant input: NaN, no warning leaks
+        assert F.correlation_finding({"original": flat}, TH)[1].verdict == F.INCONCLUSIVE
 
 
 def test_rotation_verdicts_against_nulls():
@@ -67,3 +69,30 @@ def test_dimensionality_and_perturbation_verdicts():
     assert p.verdict == F.HOLDS and abs(p.value - (1.25 - 0.55)) < 1e-9
     md = F.findings_markdown({"a": [x.to_dict() for x in f.values()], "b": [p.to_dict()]})
     assert "| F5a" in md and "n/a" in md and "**holds**" in md
+
+
+def test_table_shows_nulls_bounds_undefined_values_and_keeps_row_order():
+    S, rng = 12, np.random.default_rng(0)
+    rot = pd.DataFrame({"unit": range(50), "abs_R": 10 + rng.normal(size=50), "null_abs_mean": 2.53, "null": "points",
+                        "p_value": 0.001, "q_value": 0.001})
+    means = pd.DataFrame({"unit": np.tile(range(50), S), "sublayer_index": np.repeat(range(S), 50), "sd": 1.0})
+    # random-init-like: 90 % of the pooled variance not reached within 20 PCs, one sublayer reaches it
+    k = np.full(S, np.nan)
+    k[3] = 18
+    n_pcs = pd.DataFrame({"sublayer_index": range(S), "sublayer": sublayer_labels(S // 2), "n_pcs_90": k})
+    spectrum = pd.DataFrame({"component": range(1, 21), "cumulative": np.arange(1, 21) / 40})
+    f = {x.key: x for x in F.dimensionality_finding(n_pcs, means, spectrum, TH) + F.rotation_finding({"original": rot}, TH)}
+    assert f["F5a"].bound == ">" and f["F5a"].value == pytest.approx(21 / 50) and f["F5a"].verdict == F.FAILS
+    assert np.isnan(f["F5b"].value) and f["F5b"].verdict == F.INCONCLUSIVE and f["F5b"].ci_low is None
+    tr = pd.DataFrame({"depth": np.linspace(0, 1, 11), "velocity_mean": np.arange(1, 12.0), "cosine_mean": np.arange(11.0)})
+    sub = pd.DataFrame({"depth": np.linspace(0, 1, 12), "norm_mean": np.exp(np.linspace(0, 1, 12) ** 2)})
+    f2 = F.magnitude_finding({"original": tr}, {"original": sub}, TH)
+    assert [x.key for x in f2] == ["F2a", "F2b", "F2c", "F2d"]
+    md = F.findings_markdown({"m": [x.to_dict() for x in f2[::-1] + list(f.values())]})
+    rows = [line.split(":")[0].strip("| ") for line in md.splitlines()[2:]]
+    assert rows == ["F2a", "F2b", "F2c", "F2d", "F4a", "F5a", "F5b"]
+    line = {r: l for r, l in zip(rows, md.splitlines()[2:])}
+    assert "; null: 2.53 (points-shuffle null)" in line["F4a"] and "**holds**: 10" in line["F4a"]
+    assert "**does not hold**: >0.42; null:" in line["F5a"] and "90 % not reached within the 20 computed PCs" in line["F5a"]
+    assert "**inconclusive**: n/a (undefined: only 1 of 12 sublayers reach 90 % within 20 PCs)" in line["F5b"]
+    assert "[" not in line["F5b"].split("|")[-2]

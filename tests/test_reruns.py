@@ -270,3 +270,50 @@ def test_a_damaged_chunk_stops_every_reader_and_no_result_survives(finished_run,
     res = snakemake(wd, "--cores", "1", "--forcerun", "fit_pca", "--", outputs[0], check=False)
     assert res.returncode != 0 and not (wd / outputs[0]).exists()
     assert "chunk 1.0.0 (rs/c/1/0/0) is missing" in (wd / "results/logs/tiny/fit_pca/original.log").read_text()
+
+
+@pytest.mark.parametrize("target_of_signal", ["snakemake alone", "process group"])
+def test_ctrl_c_never_recomputes_finished_chunks(tmp_path, tiny_model_dir, target_of_signal):
+    """SIGINT to Snakemake alone (the job runs on to its end, Snakemake marks it incomplete)
+    or to the whole process group (the job stops mid-way): the README's resume computes only
+    the chunks that were not finished, and none when the shard had completed."""
+    n, chunk = 800, 8
+    cfg = tiny_config(tiny_model_dir, conditions=["original"], n_samples=n,
+                      extraction={"shard_size": n, "sample_chunk": chunk, "unit_chunk": 16})
+    write_config(tmp_path, cfg)
+    target = "results/tiny/activations/original.zarr"
+    partial = tmp_path / "results/tiny/activations/shards/original/000.zarr.partial"
+    cmd = SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile",
+                       str(tmp_path / "config.yaml"), "--cores", "1", target]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline, done = time.time() + 300, 0
+    try:
+        while time.time() < deadline and proc.poll() is None and done < 3:
+            with contextlib.suppress(Exception):
+                done = int(np.sum(zarr.open_group(str(partial), mode="r")["chunk_done"][:]))
+            time.sleep(0.05)
+        if target_of_signal == "snakemake alone":
+            os.kill(proc.pid, signal.SIGINT)
+        else:
+            os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode != 0 and 3 <= done < n // chunk, f"could not interrupt mid-way (chunks done: {done})"
+    log_path = tmp_path / "results/logs/tiny/extract/original/000.log"
+    first = log_path.read_text()
+    snakemake(tmp_path, "--unlock", target)
+    snakemake(tmp_path, "--cores", "1", "--rerun-incomplete", target)
+    log = log_path.read_text()
+    computed = int(float(log.split('"chunks_computed": ')[1].split("}")[0]))
+    if target_of_signal == "snakemake alone":
+        # the job was not signalled: it finished all chunks, and the rerun computes none
+        assert '"chunks_computed": %d.0' % (n // chunk) in first
+        assert "resuming" in log and computed == 0, log[-2000:]
+    else:
+        assert "resuming" in log and computed <= n // chunk - done, log[-2000:]
+    g = zarr.open_group(str(tmp_path / target), mode="r")
+    assert g["chunk_done"][:].all() and np.isfinite(g["rs"][:]).all()
+    assert not partial.exists()  # the gather removed the resume twin

@@ -34,17 +34,24 @@ def test_workflow_runs_end_to_end_and_is_then_up_to_date(finished_run):
             assert (wd / f"results/tiny/figures/{fig}_{cond}.png").stat().st_size > 10_000
 
 
-def test_schema_errors_name_the_key(tmp_path, tiny_model_dir):
+def test_schema_errors_name_the_key_value_and_a_suggestion_first(tmp_path, tiny_model_dir):
     cfg = tiny_config(tiny_model_dir)
     cfg["analysis"]["unit_blok"] = 3
+    cfg["n_sample"] = 100
+    cfg["models"]["tiny"]["dtype"] = "float23"
     write_config(tmp_path, cfg)
     res = snakemake(tmp_path, "-n", check=False)
+    out = res.stdout + res.stderr
     assert res.returncode != 0
-    assert "unit_blok" in res.stdout + res.stderr
+    assert "analysis.unit_blok: unknown key (value 3). Did you mean analysis.unit_block?" in out
+    assert "n_sample: unknown key (value 100). Did you mean n_samples?" in out
+    assert "models.tiny.dtype: 'float23' is not one of float32, bfloat16, float16. Did you mean float32?" in out
+    # short: no dump of the schema or the config
+    assert "$schema" not in out and "Failed validating" not in out and len(out.splitlines()) < 20, out
     cfg = tiny_config(tiny_model_dir, n_samples="many")
     write_config(tmp_path, cfg)
     res = snakemake(tmp_path, "-n", check=False)
-    assert res.returncode != 0 and "n_samples" in res.stdout + res.stderr
+    assert res.returncode != 0 and "n_samples: 'many' is not of type 'integer'" in res.stdout + res.stderr
 
 
 def test_too_few_texts_is_a_clear_error(tmp_path, tiny_model_dir):
@@ -85,3 +92,20 @@ def test_bad_values_stop_before_the_dag_runs(tmp_path, tiny_model_dir):
         res = snakemake(tmp_path, "-n", "--cores", "1", check=False)
         assert res.returncode != 0 and message in res.stdout + res.stderr, (over, res.stderr[-2000:])
         assert not (tmp_path / "results").exists()
+
+
+def test_terminal_shows_an_estimate_and_progress_with_eta(tmp_path, tiny_model_dir):
+    """What a user sees in the terminal: the onstart estimate, then per-job progress lines."""
+    cfg = tiny_config(tiny_model_dir, conditions=["original"], n_samples=32,
+                      extraction={"shard_size": 32, "sample_chunk": 8, "unit_chunk": 16})
+    write_config(tmp_path, cfg)
+    res = snakemake(tmp_path, "--cores", "1", "results/tiny/activations/original.zarr")
+    out = res.stdout + res.stderr
+    assert "Estimated time from scratch with 1 idle cores" in out and "  tiny: ~" in out, out[:3000]
+    assert "results/logs/" in out
+    first = "[extract_shard tiny/original/000] chunk 1/4 (25%)"
+    assert first in out and "ETA" in out.split(first, 1)[1].splitlines()[0], out[-3000:]
+    assert "[extract_shard tiny/original/000] chunk 4/4 (100%)" in out
+    # the full log still has every chunk
+    log = (tmp_path / "results/logs/tiny/extract/original/000.log").read_text()
+    assert log.count("tok/s") == 4 and "1 threads" in log

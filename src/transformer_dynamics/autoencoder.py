@@ -32,6 +32,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .progress import Progress
+
 
 def layer_widths(d_in: int, d_bottleneck: int = 2, k: int = 10) -> list[int]:
     """``[d_0 = d_in, ..., d_{k-1} = d_bottleneck]`` in geometric progression (rounded)."""
@@ -197,6 +199,7 @@ def train_cae(
     best, best_state, bad = math.inf, None, 0
     rows = []
     bar = tqdm(range(1, cfg.max_epochs + 1), desc="CAE", disable=not progress, mininterval=0)
+    line = Progress(cfg.max_epochs, "epoch", upper_bound=True)
     for epoch in bar:
         t0 = time.perf_counter()
         model.train()
@@ -221,6 +224,8 @@ def train_cae(
         bar.set_postfix(train=f"{tot / n:.4g}", val=f"{val:.4g}")
         if progress:
             print(f"epoch {epoch}: train {tot / n:.5g}  val {val:.5g}{'  *' if improved else ''}", flush=True)
+            line.update(epoch, f"{rows[-1]['seconds']:.1f} s/epoch, val {val:.4g}"
+                        + (" (early stop)" if bad >= cfg.patience else ""), finished=bad >= cfg.patience)
         if bad >= cfg.patience:
             break
     assert best_state is not None

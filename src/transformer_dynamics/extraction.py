@@ -14,6 +14,7 @@ with a log line naming what changed, and the extraction starts again.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
@@ -26,6 +27,7 @@ from . import store
 from .provenance import code_sha256, content_sha256
 from .capture import capture_last_token, check_finite, sublayer_labels
 from .models import LoadedModel
+from .progress import Progress
 
 
 def _fingerprint_parts(attrs: dict[str, Any], model_info: dict[str, Any], shape: tuple[int, ...]) -> dict[str, str]:
@@ -74,8 +76,8 @@ def extract_to_store(
     max_tokens : padded tokens per batch (None: device default).
     max_batch : sequences per batch instead of a token budget.
     attrs : provenance written into the store; a resume requires identical attrs.
-    work_path : write here and move to ``path`` when complete (default ``path + '.partial'``).
-        A partial store with the same attrs is resumed.
+    work_path : write here and publish at ``path`` when complete (default ``path + '.partial'``;
+        see :func:`publish`). A partial store with the same attrs is resumed.
 
     Returns
     -------
@@ -135,6 +137,7 @@ def extract_to_store(
     n_tok = 0
     todo = store.pending_chunks(group)
     context = f"model {loaded.info.get('source')} ({loaded.info.get('dtype')})"
+    bar = Progress(len(todo), "chunk")
     for k, chunk in enumerate(todo):
         s0, s1 = store.chunk_bounds(group, chunk)
         seqs = [token_ids[i] for i in range(s0, s1)]
@@ -149,13 +152,37 @@ def extract_to_store(
         n_tok += sum(len(s) for s in seqs)
         el = time.perf_counter() - t0
         print(f"chunk {k + 1}/{len(todo)} (samples {s0}-{s1 - 1}): {n_tok / el:.0f} tok/s", file=log, flush=True)
+        bar.update(k + 1, f"{n_tok / el:.0f} tok/s")
     seconds = time.perf_counter() - t0
     store.finalize(work)
     if work != path:
-        if path.exists():
-            shutil.rmtree(path)
-        work.rename(path)
+        publish(work, path)
     return {"seconds": seconds, "tokens": float(n_tok), "chunks_computed": float(len(todo))}
+
+
+def publish(work: str | Path, path: str | Path) -> None:
+    """Make the finished store ``work`` appear at ``path``, keeping ``work`` as a hard-linked twin.
+
+    ``path`` is a workflow output: Snakemake deletes it when it marks the job incomplete
+    (Ctrl-C to Snakemake alone lets the job finish, then ``--rerun-incomplete`` removes its
+    output). The twin at ``work`` survives, so the rerun resumes with no chunk left to compute.
+    Hard links cost no space; where they are not possible the files are copied.
+    ``gather_shards`` removes the twins once the shards are gathered.
+    """
+    work, path = Path(work), Path(path)
+
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    tmp = path.with_name(path.name + ".publishing")
+    for p in (tmp, path):
+        if p.exists():
+            shutil.rmtree(p)
+    shutil.copytree(work, tmp, copy_function=link)
+    tmp.rename(path)
 
 
 def gather_shards(shards: Sequence[str | Path], path: str | Path, offsets: Sequence[int]) -> None:
@@ -172,3 +199,7 @@ def gather_shards(shards: Sequence[str | Path], path: str | Path, offsets: Seque
     for sp, off in zip(shards, offsets):
         store.copy_into(g, store.open_store(sp), off)
     store.finalize(path)
+    for sp in shards:  # the shards' resume twins (see publish) are no longer needed
+        twin = Path(sp).with_name(Path(sp).name + ".partial")
+        if twin.exists():
+            shutil.rmtree(twin)

@@ -9,6 +9,8 @@ and thresholds: docs/findings.md; thresholds come from config (``findings:``).
 
 from __future__ import annotations
 
+import re
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -40,20 +42,34 @@ class Finding:
     control: dict[str, float] = field(default_factory=dict)
     verdict: str = INCONCLUSIVE
     note: str = ""
+    null_value: float | None = None  # the statistic under the null it is compared with, shown beside it
+    null_label: str = ""
+    bound: str = ""  # ">" when ``value`` is only a lower bound (e.g. 90 % not reached within the PCs computed)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in asdict(self).items()}
 
 
+def _spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Spearman rho and p-value; NaN (no warning) when either input is constant."""
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan"), float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        rho, p = stats.spearmanr(x, y)
+    return float(rho), float(p)
+
+
 def _spearman_boot(x: np.ndarray, y: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float, float]:
     """Spearman rho, bootstrap 95 % CI over points, and its p-value."""
-    rho, p = stats.spearmanr(x, y)
+    rho, p = _spearman(x, y)
     rng = np.random.default_rng(seed)
     boots = []
     for _ in range(n_boot):
         i = rng.integers(0, len(x), len(x))
         if np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0:
-            boots.append(stats.spearmanr(x[i], y[i])[0])
+            boots.append(_spearman(x[i], y[i])[0])
     lo, hi = np.nanpercentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan)
     return float(rho), float(lo), float(hi), float(p)
 
@@ -76,7 +92,7 @@ def correlation_finding(units: dict[str, pd.DataFrame], th: dict[str, Any], seed
     if "shuffled" in units:
         ms = units["shuffled"].groupby("transition")["pearson_r"].median()
         ctrl = {"shuffled_median_r": float(units["shuffled"]["pearson_r"].median()),
-                "shuffled_depth_rho": float(stats.spearmanr(depth.to_numpy(), ms.to_numpy())[0])}
+                "shuffled_depth_rho": _spearman(depth.to_numpy(), ms.to_numpy())[0]}
     high = float(u["pearson_r"].median())
     out = [
         Finding("F1a", "successive-sublayer correlations are high (> threshold)", "median r over units x transitions",
@@ -117,7 +133,7 @@ def magnitude_finding(transitions: dict[str, pd.DataFrame], sublayers: dict[str,
                        "slope of log ||h|| vs depth, last third / first two thirds", float(s_last / s_rest),
                        control={"slope_last_third": float(s_last), "slope_first_two_thirds": float(s_rest)},
                        verdict=HOLDS if s_last > s_rest else FAILS))
-    return out
+    return sorted(out, key=lambda f: _key_order(f.key))
 
 
 def mi_finding(units: dict[str, pd.DataFrame], th: dict[str, Any], seed: int = 0) -> list[Finding]:
@@ -130,7 +146,7 @@ def mi_finding(units: dict[str, pd.DataFrame], th: dict[str, Any], seed: int = 0
     if "shuffled" in units:
         ms = units["shuffled"].groupby("transition").agg(mi=("mi_nats", "mean"), depth=("depth", "first"))
         e2 = ms[ms["depth"] <= 1 / 3]
-        ctrl["shuffled_early_rho"] = float(stats.spearmanr(e2["depth"], e2["mi"])[0])
+        ctrl["shuffled_early_rho"] = _spearman(e2["depth"], e2["mi"])[0]
     ctrl["early_mean_mi_cross"] = float(early.loc[early["type"] == "cross", "mi"].mean())
     ctrl["early_mean_mi_within"] = float(early.loc[early["type"] == "within", "mi"].mean())
     return [Finding("F3", "MI drops sharply in early layers", "Spearman rho(depth, mean MI) over the first third",
@@ -146,6 +162,7 @@ def rotation_finding(rot: dict[str, pd.DataFrame], th: dict[str, Any]) -> list[F
     out = [Finding("F4a", "units rotate more than the layer-shuffle control (paper's null)",
                    f"mean |R| (null: {r['null'].iloc[0]})", float(r["abs_R"].mean()),
                    control={**ctrl, "fraction_units_q<alpha": float((q < th["alpha"]).mean())},
+                   null_value=paper_null, null_label=f"{r['null'].iloc[0]}-shuffle null",
                    verdict=_verdict(r["abs_R"].mean() > paper_null, float((q < th["alpha"]).mean()) > 0.5))]
     if "incr_null_abs_mean" in r:
         inc = float(r["incr_null_abs_mean"].mean())
@@ -158,6 +175,7 @@ def rotation_finding(rot: dict[str, pd.DataFrame], th: dict[str, Any]) -> list[F
                            float(excess.median()), p_value=p,
                            control={"null_increments_mean_abs_R": inc, "fraction_units_q<alpha": frac,
                                     "mean_abs_R_over_null": float(r["abs_R"].mean() / inc)},
+                           null_value=0.0, null_label="no excess",
                            verdict=_verdict(excess.median() > 0, p < th["alpha"]),
                            note=f"{100 * frac:.0f} % of units individually significant after BH"))
     if "shuffled" in rot:
@@ -170,8 +188,7 @@ def dimensionality_finding(n_pcs: pd.DataFrame, means: pd.DataFrame, spectrum: p
                            seed: int = 0) -> list[Finding]:
     """F5a/b: trajectories are low-dimensional; later layers need fewer PCs (vs a column-permuted null)."""
     k90 = spectrum.loc[spectrum["cumulative"] >= 0.9, "component"]
-    pooled = float(k90.min()) if len(k90) else float("nan")
-    note = "" if len(k90) else f"90 % not reached within the first {len(spectrum)} components"
+    n_comp = int(spectrum["component"].max()) if len(spectrum) else int(th.get("n_components", 100))
     D = means["unit"].nunique()
     # column-permuted null: shuffling every unit over samples independently makes the
     # covariance diagonal, so the PCs are the units and k90 follows from the unit variances
@@ -180,21 +197,44 @@ def dimensionality_finding(n_pcs: pd.DataFrame, means: pd.DataFrame, spectrum: p
         v = np.sort(g["sd"].to_numpy() ** 2)[::-1]
         c = np.cumsum(v) / v.sum() if v.sum() > 0 else np.ones_like(v)
         null_k.append(int(np.searchsorted(c, 0.9) + 1))
+    null_ratio = float(np.median(null_k)) / D
+    if len(k90):
+        pooled, bound, note = float(k90.min()), "", ""
+        verdict = HOLDS if pooled / D < 0.1 else FAILS
+    else:
+        # 90 % is not reached within the n_comp computed PCs: k90 > n_comp, a lower bound
+        pooled, bound = float(n_comp + 1), ">"
+        note = f"90 % not reached within the {n_comp} computed PCs"
+        verdict = FAILS if pooled / D >= 0.1 else INCONCLUSIVE
     n = n_pcs.sort_values("sublayer_index")
     depth = n["sublayer_index"].to_numpy() / max(1, n["sublayer_index"].max())
     k = n["n_pcs_90"].to_numpy(dtype=float)
-    k = np.where(np.isnan(k), th.get("n_components", 100) + 1, k)  # 90 % not reached within the computed PCs
-    rho, lo, hi, p = _spearman_boot(depth, k, th["n_boot"], seed)
+    reached = int(np.isfinite(k).sum())
+    ctrl_b = {"first_sublayer_pcs90": float(k[0]), "last_sublayer_pcs90": float(k[-1]),
+              "sublayers_reaching_90": reached, "column_permuted_null_rho": _spearman(depth, null_k)[0]}
+    if reached < max(3, len(k) / 2):
+        # mostly censored ("> n_comp"): a rank correlation over ties is not an estimate
+        f5b = Finding("F5b", "later layers need fewer PCs", "Spearman rho(depth, PCs for 90 % per sublayer)",
+                      float("nan"), control=ctrl_b, verdict=INCONCLUSIVE,
+                      note=f"undefined: only {reached} of {len(k)} sublayers reach 90 % within {n_comp} PCs")
+    else:
+        k = np.where(np.isnan(k), n_comp + 1, k)  # the few not reached within the computed PCs: censored
+        rho, lo, hi, p = _spearman_boot(depth, k, th["n_boot"], seed)
+        f5b = Finding("F5b", "later layers need fewer PCs", "Spearman rho(depth, PCs for 90 % per sublayer)", rho,
+                      lo, hi, p, control=ctrl_b, verdict=_verdict(rho < 0, p < th["alpha"]),
+                      null_value=ctrl_b["column_permuted_null_rho"], null_label="column-permuted null")
     out = [
         Finding("F5a", "trajectories are low-dimensional", "PCs for 90 % of pooled variance / D", pooled / D,
                 control={"pcs_for_90": pooled, "D": D, "column_permuted_null_median_pcs90": float(np.median(null_k))},
-                verdict=HOLDS if pooled / D < 0.1 else FAILS, note=note),
-        Finding("F5b", "later layers need fewer PCs", "Spearman rho(depth, PCs for 90 % per sublayer)", rho, lo, hi, p,
-                control={"first_sublayer_pcs90": float(k[0]), "last_sublayer_pcs90": float(k[-1]),
-                         "column_permuted_null_rho": float(stats.spearmanr(depth, null_k)[0])},
-                verdict=_verdict(rho < 0, p < th["alpha"])),
+                verdict=verdict, note=note, bound=bound, null_value=null_ratio, null_label="column-permuted null"),
+        f5b,
     ]
     return out
+
+
+def _key_order(key: str) -> tuple:
+    """F1a < F1b < F2a < ... < F2d < F3 < F10 (natural order of finding keys)."""
+    return tuple(int(t) if t.isdigit() else t for t in re.findall(r"\d+|\D+", key))
 
 
 def perturbation_finding(metrics: pd.DataFrame, th: dict[str, Any], steps: int = 12) -> list[Finding]:
@@ -218,7 +258,7 @@ def perturbation_finding(metrics: pd.DataFrame, th: dict[str, Any], steps: int =
 def findings_markdown(per_model: dict[str, list[dict[str, Any]]]) -> str:
     """One table, findings as rows and models as columns: value, interval/p, verdict."""
     models = list(per_model)
-    keys = list(dict.fromkeys(f["key"] for fs in per_model.values() for f in fs))
+    keys = sorted(dict.fromkeys(f["key"] for fs in per_model.values() for f in fs), key=_key_order)
     by = {m: {f["key"]: f for f in fs} for m, fs in per_model.items()}
     lines = ["| finding | statistic | " + " | ".join(models) + " |", "| --- | --- | " + " | ".join("---" for _ in models) + " |"]
     for k in keys:
@@ -229,12 +269,19 @@ def findings_markdown(per_model: dict[str, list[dict[str, Any]]]) -> str:
             if f is None:
                 cells.append("n/a")
                 continue
-            val = f"{f['value']:.3g}" if f["value"] is not None else f"n/a ({f.get('note') or 'undefined'})"
+            if f["value"] is None:  # undefined: no interval or p-value either
+                cells.append(f"**{f['verdict']}**: n/a ({f.get('note') or 'undefined'})")
+                continue
+            val = f"{f.get('bound') or ''}{f['value']:.3g}"
             extra = ""
             if f.get("ci_low") is not None and f.get("ci_high") is not None:
                 extra += f" [{f['ci_low']:.2g}, {f['ci_high']:.2g}]"
             if f.get("p_value") is not None:
                 extra += f" p={f['p_value']:.2g}"
+            if f.get("null_value") is not None:  # after the estimate's own interval, so it cannot read as the null's
+                extra += f"; null: {f['null_value']:.3g} ({f.get('null_label') or 'null'})"
+            if f.get("bound") and f.get("note"):
+                extra += f" ({f['note']})"
             cells.append(f"**{f['verdict']}**: {val}{extra}")
         row = f"{k}: {any_f['claim']} | {any_f['statistic']}".replace("|", "\\|").replace(" \\| ", " | ", 1)
         lines.append(f"| {row} | " + " | ".join(cells) + " |")

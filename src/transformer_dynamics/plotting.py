@@ -106,12 +106,23 @@ def figure1(
 
     # D: per-unit distribution of correlations
     ax = axes[0, 2]
-    centers = (rdist["bin_lo"] + rdist["bin_hi"]) / 2
-    D = rdist.assign(c=centers).pivot(index="unit", columns="c", values="density")
+    D = rdist.assign(c=(rdist["bin_lo"] + rdist["bin_hi"]) / 2).pivot(index="unit", columns="c", values="density")
     xs = D.columns.to_numpy()
-    segs = [np.column_stack([xs, row]) for row in D.to_numpy()]
+    # A unit has only 2L-1 correlations: its raw histogram is a row of lone spikes (zig-zags
+    # at low r). Each unit's density is smoothed over bins with a Gaussian of sd 1.5 bins
+    # (area kept), much as a kernel density of its correlations would show.
+    k = np.arange(-4, 5)
+    kern = np.exp(-0.5 * (k / 1.5) ** 2)
+    kern /= kern.sum()
+    dens = np.nan_to_num(D.to_numpy())
+    # reflected at the ends of the range (|r| <= 1), so no mass leaks past r = 1
+    smooth = np.apply_along_axis(lambda row: np.convolve(np.pad(row, 4, mode="symmetric"), kern, mode="valid"), 1, dens)
+    segs = [np.column_stack([xs, row]) for row in smooth]
     ax.add_collection(LineCollection(segs, colors="k", alpha=0.03, lw=0.5, rasterized=True))
-    ax.plot(xs, np.nanmean(D.to_numpy(), axis=0), color="#ff7f0e", lw=2, label="mean over units")
+    bw = float(np.median(rdist["bin_hi"] - rdist["bin_lo"]))
+    ax.plot(xs, smooth.mean(axis=0), color="#ff7f0e", lw=2, label="mean over units")
+    ax.plot([], [], color="k", lw=0.5, label=f"one unit (smoothed, sd {1.5 * bw:.3g} in r)")
+    D = pd.DataFrame(smooth)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, np.nanpercentile(D.to_numpy(), 99.5) * 1.05 + 1e-9)
     ax.set_xlabel("Pearson r")
@@ -197,25 +208,52 @@ def figure2(
     picks = list(order["unit"].iloc[-2:][::-1]) + list(order["unit"].iloc[:1]) + [u for u in example_units if u in set(rot["unit"])]
     picks = list(dict.fromkeys(picks))[:5]
     T = traj.pivot(index="unit", columns="sublayer_index", values="a_mean")
-    fig, axes = plt.subplots(1, len(picks) + 1, figsize=(3.1 * (len(picks) + 1), 3.2), constrained_layout=True)
+    ncol = len(picks) + 1
+    fig = plt.figure(figsize=(3.1 * ncol, 6.6), constrained_layout=True)
+    gs = fig.add_gridspec(2, ncol)
+    axes = [fig.add_subplot(gs[0, j]) for j in range(ncol)]
     Rby = rot.set_index("unit")["R"]
-    for ax, u in zip(axes, picks):
-        _portrait(ax, T.loc[u].to_numpy(), f"unit {u}: R = {Rby[u]:.2f}")
+    for j, (ax, u) in enumerate(zip(axes, picks)):
+        _portrait(ax, T.loc[u].to_numpy(), f"{'A  ' if j == 0 else ''}unit {u}: R = {Rby[u]:.2f}")
     sm = plt.cm.ScalarMappable(cmap="viridis", norm=plt.Normalize(0, 1))
     fig.colorbar(sm, ax=axes[: len(picks)], label="depth (sublayer / 2L)", shrink=0.8)
     ax = axes[-1]
     lo = min(rot["R"].min(), null_sample["R_null"].min())
     hi = max(rot["R"].max(), null_sample["R_null"].max())
     bins = np.linspace(lo, hi, 50)
+    null = rot["null"].iloc[0]
     ax.hist(null_sample["R_null"], bins=bins, density=True, color="#7f7f7f", alpha=0.6,
-            label=f"null: {rot['null'].iloc[0]} shuffles")
+            label=f"null: {null} shuffles")
     ax.hist(rot["R"], bins=bins, density=True, color="#2ca02c", alpha=0.6, label="observed units")
     ax.axvline(rot["R"].mean(), color="#2ca02c", lw=1.5, ls="--")
     ax.axvline(null_sample["R_null"].mean(), color="#555555", lw=1.5, ls="--")
     ax.set_xlabel("rotations R (turns; < 0 = clockwise)")
     ax.set_ylabel("density over units")
-    ax.legend(loc="upper right")
-    ax.set_title(f"mean |R| = {rot['abs_R'].mean():.2f} vs null {rot['null_abs_mean'].mean():.2f}")
+    ax.legend(loc="upper right", fontsize=6)
+    # the histogram is signed R, so the title states signed means (|R| in brackets)
+    ax.set_title(f"B  mean R = {rot['R'].mean():.2f} vs null {rot['null_mean'].mean():.2f}\n"
+                 f"(mean |R| {rot['abs_R'].mean():.2f} vs {rot['null_abs_mean'].mean():.2f})")
+
+    # C: every unit's R against its own shuffle control (the paper's panel C) and the
+    # stronger nulls that keep the signal's roughness
+    ax = fig.add_subplot(gs[1, :])
+    r = rot.sort_values("R").reset_index(drop=True)
+    x = np.arange(len(r))
+    ax.fill_between(x, r["null_mean"] - r["null_sd"], r["null_mean"] + r["null_sd"], color="#7f7f7f", alpha=0.3,
+                    lw=0, label=f"{null}-shuffle null of the unit (mean ± sd; paper's control)")
+    ax.plot(x, r["null_mean"], color="#555555", lw=0.8)
+    stronger = {"incr": ("#ff7f0e", "increment-shuffle null (re-integrated random walk)"),
+                "act": ("#9467bd", "activation-shuffle null (permute a, recompute gradient)")}
+    for key, (color, label) in stronger.items():
+        if f"{key}_null_mean" in r:
+            ax.plot(x, r[f"{key}_null_mean"], ".", ms=1.5, color=color, label=f"{label}, mean")
+    ax.plot(x, r["R"], ".", ms=2.5, color="#2ca02c", label="observed R of the unit")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xlim(-1, len(r))
+    ax.set_xlabel(f"unit (sorted by observed R; {len(r)} units)")
+    ax.set_ylabel("rotations R (turns)")
+    ax.legend(loc="upper left", fontsize=7, markerscale=4, ncol=2)
+    ax.set_title("C  rotations of every unit and its controls")
     fig.suptitle(title, fontsize=10)
     return fig
 
@@ -271,11 +309,20 @@ def figure3(curve: pd.DataFrame, codes: pd.DataFrame, distances: pd.DataFrame, e
     ax.set_title("C  distance between successive sublayers")
 
     ax = axes[3]
-    ax.plot(explained["sublayer_index"], explained["explained_variance"], "o-", ms=2.5, color="#8c564b")
+    ev = explained.sort_values("sublayer_index")
+    x, y = ev["sublayer_index"].to_numpy(), ev["explained_variance"].to_numpy()
+    floor = -0.5  # a few badly reconstructed sublayers (often the first) would squash the rest
+    ax.plot(x, np.maximum(y, floor), "o-", ms=2.5, color="#8c564b")
+    low = y < floor
+    if low.any():
+        ax.plot(x[low], np.full(low.sum(), floor), "v", ms=5, color="#d62728",
+                label=f"below {floor}: " + ", ".join(f"{v:.1f}" for v in y[low][:4]) + (" ..." if low.sum() > 4 else ""))
+        ax.legend(loc="lower right", fontsize=6)
+    ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel("layer")
     _layer_ticks(ax, S)
     ax.set_ylabel("explained variance (test set)")
-    ax.set_ylim(min(0, explained["explained_variance"].min()), 1)
+    ax.set_ylim(min(0, max(floor, np.nanmin(y))) - 0.05, 1.02)
     ax.set_title("D  reconstruction per sublayer")
     fig.suptitle(title, fontsize=10)
     return fig
@@ -286,7 +333,7 @@ def figure4(traj: pd.DataFrame, spectrum: pd.DataFrame, spectra: pd.DataFrame, n
             n_faint: int = 300) -> plt.Figure:
     """Figure 4: PC trajectories (A), cumulative EV (B), EV per sublayer (C), teleport quivers (D)."""
     layers = sorted(teleport["layer"].unique()) if teleport is not None else []
-    ncol = max(3, len(layers))
+    ncol = max(4, len(layers))  # A, B, C and the dimensionality panel C' on the top row
     fig = plt.figure(figsize=(3.3 * ncol, 7.0), constrained_layout=True)
     gs = fig.add_gridspec(2, ncol)
     S = int(traj["sublayer_index"].max()) + 1
@@ -308,10 +355,13 @@ def figure4(traj: pd.DataFrame, spectrum: pd.DataFrame, spectra: pd.DataFrame, n
     ax.plot(spectrum["component"], spectrum["cumulative"], "o-", ms=2, color="#17becf")
     ax.set_xscale("log")
     ax.axhline(0.9, color="k", ls=":", lw=1)
-    k90 = int(spectrum.loc[spectrum["cumulative"] >= 0.9, "component"].min()) if (spectrum["cumulative"] >= 0.9).any() else None
+    reached = spectrum["cumulative"] >= 0.9
+    n_comp = int(spectrum["component"].max())
+    k90 = (f"90% at {int(spectrum.loc[reached, 'component'].min())} PCs" if reached.any()
+           else f"90% not reached within {n_comp} PCs")
     ax.set_xlabel("number of components")
     ax.set_ylabel("cumulative explained variance")
-    ax.set_title(f"B  all sublayers pooled (90% at {k90} PCs)")
+    ax.set_title(f"B  all sublayers pooled ({k90})")
 
     ax = fig.add_subplot(gs[0, 2])
     cmap = plt.get_cmap("viridis")
@@ -320,12 +370,26 @@ def figure4(traj: pd.DataFrame, spectrum: pd.DataFrame, spectra: pd.DataFrame, n
     ax.set_xscale("log")
     ax.set_xlabel("number of components (per-sublayer PCA)")
     ax.set_ylabel("cumulative explained variance")
+    ax.axhline(0.9, color="k", ls=":", lw=1)
     ax.set_title("C  per sublayer (colour = depth)")
-    ins = ax.inset_axes([0.55, 0.12, 0.42, 0.38])
-    ins.plot(n_pcs["sublayer_index"], n_pcs["n_pcs_90"], ".-", ms=2, lw=0.8, color="k")
-    ins.set_xlabel("sublayer", fontsize=6)
-    ins.set_ylabel("PCs for 90%", fontsize=6)
-    ins.tick_params(labelsize=5)
+    n_layers = S // 2
+    # C': PCs needed for 90 % per sublayer, its own panel (was an inset over the curves)
+    ax = fig.add_subplot(gs[0, 3:])
+    npc = n_pcs.sort_values("sublayer_index")
+    ok = npc["n_pcs_90"].notna()
+    ax.plot(npc.loc[ok, "sublayer_index"], npc.loc[ok, "n_pcs_90"], "o-", ms=2.5, lw=1, color="k",
+            label="PCs for 90 % of the sublayer's variance")
+    if (~ok).any():
+        ax.plot(npc.loc[~ok, "sublayer_index"], np.full((~ok).sum(), n_comp), "x", ms=4, color="#d62728",
+                label=f"not reached within {n_comp} PCs ({(~ok).sum()} of {len(npc)} sublayers)")
+    ax.set_ylim(0, n_comp * 1.08)
+    ax.set_xlim(-1, S)
+    ax.set_xlabel("layer")
+    _layer_ticks(ax, S)
+    ax.set_ylabel("PCs for 90 % (per-sublayer PCA)")
+    ax.legend(loc="lower right" if ok.any() and npc.loc[ok, "n_pcs_90"].iloc[-1] > n_comp / 2 else "upper left",
+              fontsize=7)
+    ax.set_title("C'  dimensionality per sublayer")
 
     cz = control[["pc1", "pc2"]].to_numpy()
     for j, layer in enumerate(layers):
@@ -342,11 +406,21 @@ def figure4(traj: pd.DataFrame, spectrum: pd.DataFrame, spectra: pd.DataFrame, n
         ax.scatter(starts[:, 0], starts[:, 1], s=3, color="k", zorder=3)
         ax.set_xlabel("PC1")
         ax.set_ylabel("PC2" if j == 0 else "")
-        ax.set_title(f"D  teleport at layer {layer}")
+        paper = _paper_layer(layer, n_layers)
+        ax.set_title(f"D  teleport at layer {layer} of {n_layers}\n(≙ paper's layer {paper} of 32)")
         if j == 0:
             ax.legend(loc="best")
     fig.suptitle(title + f" (arrows: {arrow_steps} sublayers after teleporting)", fontsize=10)
     return fig
+
+
+def _paper_layer(layer: int, n_layers: int) -> int:
+    """The paper's layer (of 32) at the same fraction of depth: one of 0/7/15/23/31 when close."""
+    from .perturb import PAPER_LAYERS
+
+    frac = layer / max(1, n_layers - 1)
+    best = min(PAPER_LAYERS, key=lambda p: abs(p / 31 - frac))
+    return int(best) if abs(best / 31 - frac) * (n_layers - 1) <= 1 else int(round(frac * 31))
 
 
 def figure_perturbation_kinds(metrics: pd.DataFrame, title: str) -> plt.Figure:
@@ -386,7 +460,7 @@ def figure_compare_models(tables: dict[str, dict[str, pd.DataFrame]]) -> plt.Fig
         tr = t["transitions"]
         axes[2].plot(tr["depth"], tr["velocity_mean"] / tr["velocity_mean"].max(), "-", color=c, lw=1.2, label=m)
         r = t["rotations"]
-        bins = np.linspace(0, max(1.0, float(r["abs_R"].max())), 40)
+        bins = np.linspace(0, max(1.0, float(r["abs_R"].max()), float(r.get("incr_null_abs_mean", r["abs_R"]).max())), 40)
         axes[3].hist(r["abs_R"], bins=bins, density=True, histtype="step", color=c, lw=1.5, label=f"{m}: units")
         if "incr_null_abs_mean" in r:
             axes[3].hist(r["incr_null_abs_mean"], bins=bins, density=True, histtype="step", color=c, ls=":",
@@ -394,17 +468,28 @@ def figure_compare_models(tables: dict[str, dict[str, pd.DataFrame]]) -> plt.Fig
         n = t["n_pcs"]
         d = n["sublayer_index"] / max(1, n["sublayer_index"].max())
         axes[4].plot(d, n["n_pcs_90"], ".-", color=c, ms=3, lw=1, label=m)
+        missing = n["n_pcs_90"].isna()
+        if missing.any():
+            # drawn along the top edge of the panel (y in axes coordinates)
+            axes[4].plot(d[missing], np.full(missing.sum(), 0.97), "x", color=c, ms=3,
+                         transform=axes[4].get_xaxis_transform(), clip_on=False,
+                         label=f"{m}: not reached ({missing.sum()} sublayers)")
     axes[0].set_ylabel("median Pearson r (successive sublayers)")
     axes[1].set_ylabel("mean MI (nats)")
     axes[2].set_ylabel("velocity / its maximum")
     axes[2].set_yscale("log")
     axes[3].set_ylabel("density over units")
     axes[3].set_xlabel("|R| (turns)")
-    axes[4].set_ylabel("PCs for 90 % (per sublayer; gap = > computed)")
+    axes[4].set_ylabel("PCs for 90 % of a sublayer's variance")
     for ax in axes[[0, 1, 2, 4]]:
         ax.set_xlabel("normalised depth (0 = first sublayer, 1 = last)")
-    for ax, title in zip(axes, ("correlation", "mutual information", "velocity", "rotations", "dimensionality")):
+    for ax, title in zip(axes, ("correlation", "mutual information", "velocity",
+                                "rotations (solid: units, dotted: increment null)",
+                                "dimensionality (x: 90 % not reached)")):
         ax.set_title(title)
-        ax.legend(fontsize=6)
+        if ax is not axes[3]:
+            ax.legend(fontsize=6)
+    # the rotations legend goes below its panel, not over the histograms
+    axes[3].legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=1, frameon=False)
     fig.suptitle("Models side by side (original tokens)", fontsize=10)
     return fig
