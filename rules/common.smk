@@ -218,7 +218,7 @@ def store_path(model, condition):
 def perturb_layers(model):
     layers = config["perturbations"]["layers"]
     if layers == "auto":
-        from transformer_dynamics.perturb import default_layers
+        from transformer_dynamics.depth import default_layers
 
         return default_layers(n_layers(model))
     bad = [l for l in layers if l >= n_layers(model)]

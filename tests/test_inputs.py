@@ -187,7 +187,7 @@ def test_code_hash_follows_imports_and_ignores_comments(tmp_path, monkeypatch):
     shutil.copytree(provenance.PACKAGE_DIR, pkg, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(provenance, "PACKAGE_DIR", pkg)
     assert provenance.module_closure(["extraction"]) == ["__init__", "capture", "extraction", "models",
-                                                         "provenance", "store"]
+                                                         "progress", "provenance", "store"]
     before = {m: provenance.code_sha256([m]) for m in ("extraction", "pca", "plotting")}
     with open(pkg / "store.py", "a") as fh:
         fh.write("\n# a comment and blank lines change nothing\n\n")

@@ -28,15 +28,10 @@ import pandas as pd
 import torch
 
 from .capture import capture_last_token
+from .depth import PAPER_LAYERS, default_layers  # noqa: F401  (re-exported)
 from .pca import PCAResult
 
 CONTROL_PROMPT = "I'm sorry, Dave. I'm afraid I can't do that."
-PAPER_LAYERS = (0, 7, 15, 23, 31)  # of Llama 3.1 8B's 32 layers
-
-
-def default_layers(n_layers: int) -> list[int]:
-    """The paper's layers (0, 7, 15, 23, 31 of 32) at the same fractions of depth."""
-    return sorted({int(round(l * (n_layers - 1) / 31)) for l in PAPER_LAYERS})
 
 
 def teleport_grid(scores: np.ndarray, n: int = 10) -> np.ndarray:

@@ -18,6 +18,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 
+from .depth import paper_layer  # noqa: E402
+
 TYPE_COLORS = {"within": "#1f77b4", "cross": "#d62728", "skip": "#7f7f7f"}
 TYPE_LABELS = {"within": "within-layer (attn→mlp)", "cross": "cross-layer (mlp→next attn)"}
 
@@ -406,21 +408,12 @@ def figure4(traj: pd.DataFrame, spectrum: pd.DataFrame, spectra: pd.DataFrame, n
         ax.scatter(starts[:, 0], starts[:, 1], s=3, color="k", zorder=3)
         ax.set_xlabel("PC1")
         ax.set_ylabel("PC2" if j == 0 else "")
-        paper = _paper_layer(layer, n_layers)
+        paper = paper_layer(layer, n_layers)
         ax.set_title(f"D  teleport at layer {layer} of {n_layers}\n(≙ paper's layer {paper} of 32)")
         if j == 0:
             ax.legend(loc="best")
     fig.suptitle(title + f" (arrows: {arrow_steps} sublayers after teleporting)", fontsize=10)
     return fig
-
-
-def _paper_layer(layer: int, n_layers: int) -> int:
-    """The paper's layer (of 32) at the same fraction of depth: one of 0/7/15/23/31 when close."""
-    from .perturb import PAPER_LAYERS
-
-    frac = layer / max(1, n_layers - 1)
-    best = min(PAPER_LAYERS, key=lambda p: abs(p / 31 - frac))
-    return int(best) if abs(best / 31 - frac) * (n_layers - 1) <= 1 else int(round(frac * 31))
 
 
 def figure_perturbation_kinds(metrics: pd.DataFrame, title: str) -> plt.Figure:
