@@ -204,11 +204,9 @@ def model_threads():
     Inside a SLURM job the job's own allocation (``SLURM_CPUS_PER_TASK``) is the answer, so
     the job step asks for exactly what was submitted.
     """
-    import os
+    from transformer_dynamics.rulelog import slurm_allocated_cpus
 
-    if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
-        return int(os.environ["SLURM_CPUS_PER_TASK"])
-    return workflow.resource_settings.cores or 1
+    return slurm_allocated_cpus() or workflow.resource_settings.cores or 1
 
 
 def store_path(model, condition):

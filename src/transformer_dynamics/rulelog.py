@@ -24,6 +24,16 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "BL
                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
+def slurm_allocated_cpus() -> int | None:
+    """CPUs of the SLURM job this process runs in (``SLURM_CPUS_PER_TASK``), else None.
+
+    Used when the workflow is re-evaluated inside a SLURM job, so that a rule's threads there
+    equal what was submitted (a job step may not ask for more than its allocation).
+    """
+    value = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    return int(value) if value.isdigit() else None
+
+
 def job_threads(smk: Any) -> int:
     return max(1, int(getattr(smk, "threads", 1) or 1))
 
