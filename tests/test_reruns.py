@@ -91,15 +91,24 @@ def test_deleting_one_block_reruns_only_that_block(finished_run):
     assert planned_jobs(finished_run) == {}
 
 
-def test_interrupted_extraction_resumes_with_rerun_incomplete(tmp_path, tiny_model_dir):
-    cfg = tiny_config(tiny_model_dir, conditions=["original"], n_samples=1600,
-                      extraction={"shard_size": 1600, "sample_chunk": 8, "unit_chunk": 16})
-    write_config(tmp_path, cfg)
+def start_extraction(workdir, model_dir, n, chunk):
+    """Start Snakemake on one n-sample shard in the background (own process group).
+
+    Returns the process, the store target and the shard's ``.partial`` resume store.
+    """
+    cfg = tiny_config(model_dir, conditions=["original"], n_samples=n,
+                      extraction={"shard_size": n, "sample_chunk": chunk, "unit_chunk": 16})
+    write_config(workdir, cfg)
     target = "results/tiny/activations/original.zarr"
-    partial = tmp_path / "results/tiny/activations/shards/original/000.zarr.partial"
-    cmd = SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile",
-                       str(tmp_path / "config.yaml"), "--cores", "1", target]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    partial = workdir / "results/tiny/activations/shards/original/000.zarr.partial"
+    cmd = SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile",
+                       str(workdir / "config.yaml"), "--cores", "1", target]
+    proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    return proc, target, partial
+
+
+def test_interrupted_extraction_resumes_with_rerun_incomplete(tmp_path, tiny_model_dir):
+    proc, target, partial = start_extraction(tmp_path, tiny_model_dir, 1600, 8)
     deadline = time.time() + 300
     done = 0
     try:
@@ -291,14 +300,7 @@ def test_ctrl_c_never_recomputes_finished_chunks(tmp_path, slow_model_dir, targe
     or to the whole process group (the job stops mid-way): the README's resume computes only
     the chunks that were not finished, and none when the shard had completed."""
     n, chunk = 800, 8
-    cfg = tiny_config(slow_model_dir, conditions=["original"], n_samples=n,
-                      extraction={"shard_size": n, "sample_chunk": chunk, "unit_chunk": 16})
-    write_config(tmp_path, cfg)
-    target = "results/tiny/activations/original.zarr"
-    partial = tmp_path / "results/tiny/activations/shards/original/000.zarr.partial"
-    cmd = SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile",
-                       str(tmp_path / "config.yaml"), "--cores", "1", target]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc, target, partial = start_extraction(tmp_path, slow_model_dir, n, chunk)
     deadline, done = time.time() + 300, 0
     try:
         while time.time() < deadline and proc.poll() is None and done < 3:
