@@ -242,19 +242,22 @@ def architecture_config(architecture: str | Path, tokenizer: Any) -> Any:
     return config
 
 
-def init_random_model(config: Any, dtype: torch.dtype, seed: int) -> Any:
-    """A model of ``config`` with seeded random weights created directly in ``dtype``.
+def init_random_model(config: Any, dtype: torch.dtype, seed: int, device: str = "cpu") -> Any:
+    """A model of ``config`` with seeded random weights created directly in ``dtype`` on ``device``.
 
-    Parameters are allocated in ``dtype`` (no float32 copy, so peak memory is about the
-    weights' bytes; measured in docs/scale.md) and initialised by transformers' own
-    ``_init_weights`` (normal with the config's ``initializer_range``).
+    Parameters are allocated in ``dtype`` on ``device`` (no float32 copy and no host copy of
+    a GPU model, so peak memory is about the weights' bytes; measured in docs/scale.md) and
+    initialised by transformers' own ``_init_weights`` (normal with the config's
+    ``initializer_range``). The same seed gives the same weights on the same kind of device;
+    CPU and CUDA random streams differ.
     """
     from transformers import AutoModelForCausalLM
 
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     torch.manual_seed(seed)
-    return AutoModelForCausalLM.from_config(config, dtype=dtype)
+    with torch.device(device):
+        return AutoModelForCausalLM.from_config(config, dtype=dtype)
 
 
 def load_model(
@@ -305,7 +308,7 @@ def load_model(
                 path = _gguf_path(source)
                 config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
                 arch_id = "embedded"
-            model = init_random_model(config, torch_dtype, seed)
+            model = init_random_model(config, torch_dtype, seed, dev)
             info["weights_sha256"] = f"random-init(seed={seed}, architecture={arch_id})"
             info["init_seed"] = seed
         elif _is_gguf_source(source):
