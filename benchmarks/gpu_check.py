@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import sys
 import tempfile
 import time
@@ -42,6 +43,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from conftest import TINY_ARCHS, make_tiny_model, random_sequences  # noqa: E402
 
+from transformer_dynamics import store  # noqa: E402
 from transformer_dynamics.capture import capture_last_token, length_sorted_batches, pad_batch  # noqa: E402
 from transformer_dynamics.extraction import extract_to_store  # noqa: E402
 from transformer_dynamics.models import LoadedModel, init_random_model  # noqa: E402
@@ -194,6 +196,8 @@ def throughput(args) -> list[str]:
     settings = [("hooks, auto (65,536 tokens, <=256 rows)", dict()),
                 ("hooks, 16,384 tokens", dict(max_tokens=16384)),
                 ("hooks, batches of 64", dict(max_batch=64))]
+    if args.quick:
+        settings = [settings[0], settings[2]]
     for name, kw in settings:
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -204,24 +208,37 @@ def throughput(args) -> list[str]:
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     naive_n = min(len(seqs), 512)
-    secs = timed_naive(model, seqs[:naive_n], device)
-    share = naive_n / len(seqs)
-    row(f"output_hidden_states, batches of 32 in corpus order (first {naive_n}, scaled)", secs / share, -(-naive_n // 32))
+    if not args.quick:
+        secs = timed_naive(model, seqs[:naive_n], device)
+        share = naive_n / len(seqs)
+        row(f"output_hidden_states, batches of 32 in corpus order (first {naive_n}, scaled)", secs / share, -(-naive_n // 32))
 
     loaded = LoadedModel(model, None, {"n_layers": cfg.num_hidden_layers, "d_model": cfg.hidden_size,
                                        "source": "random-init", "dtype": "bfloat16", "device": device})
+    raw_gb = args.n * 2 * cfg.num_hidden_layers * cfg.hidden_size * 4 / 1e9
+    lines += ["", f"extract_to_store: capture + {raw_gb:.2f} GB of float32 chunks (zstd + CRC32C) on local disk, "
+              "then finalize (every chunk re-read and checked)", "",
+              "| chunk writes | sample_chunk | capture + writes s | finalize s | total s | tokens/s | MFU (measured peak) |",
+              "|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
-        path = Path(tmp) / "store.zarr"
-        t = time.perf_counter()
-        res = extract_to_store(loaded, path, np.arange(args.n), np.arange(args.n), seqs,
-                               sample_chunk=64, unit_chunk=64, attrs={"bench": "gpu_check"}, log=open("/dev/null", "w"))
-        wall = time.perf_counter() - t
+        for overlap, sc in ((False, 64), (True, 64), (True, 256)):
+            path = Path(tmp) / f"store-{overlap}-{sc}.zarr"
+            t = time.perf_counter()
+            res = extract_to_store(loaded, path, np.arange(args.n), np.arange(args.n), seqs, sample_chunk=sc,
+                                   unit_chunk=64, attrs={"bench": "gpu_check"}, log=open(os.devnull, "w"),
+                                   overlap_writes=overlap)
+            wall = time.perf_counter() - t
+            lines.append(f"| {'background thread' if overlap else 'sequential'} | {sc} | {res['seconds']:.2f} | "
+                         f"{res['finalize_seconds']:.2f} | {wall:.2f} | {n_tok / wall:,.0f} | {flops / wall / 1e12 / peak:.0%} |")
+            print(lines[-1], flush=True)
         size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e9
-    lines.append(f"| extract_to_store (capture + float32 store, {size:.2f} GB, finalize+verify) | - | {wall:.2f} | "
-                 f"{n_tok / wall:,.0f} | {flops / wall / 1e12:.0f} | {flops / wall / 1e12 / peak:.0%} | "
-                 f"{flops / wall / 1e12 / DATASHEET_BF16_TFLOPS:.0%} | - |")
-    lines.append(f"  (capture loop alone inside it: {res['seconds']:.2f} s; store write rate "
-                 f"{args.n * 2 * cfg.num_hidden_layers * cfg.hidden_size * 4 / res['seconds'] / 1e9:.2f} GB/s of float32)")
+        lines.append(f"\nstore on disk {size:.2f} GB; verify of it:")
+        for workers in (1, None):
+            t = time.perf_counter()
+            store.verify(path, workers=workers)
+            secs = time.perf_counter() - t
+            lines.append(f"  verify, {workers or 'default'} thread(s): {secs:.2f} s ({size / secs:.2f} GB/s compressed)")
+            print(lines[-1], flush=True)
     return lines
 
 
@@ -234,6 +251,7 @@ def main() -> int:
     ap.add_argument("--tmp", default=None, help="folder for the temporary store (local disk)")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--skip-correctness", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="two capture settings, no output_hidden_states baseline")
     args = ap.parse_args()
     report = []
     if not args.skip_correctness:

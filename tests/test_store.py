@@ -83,6 +83,32 @@ def test_interrupted_extraction_resumes_without_recomputing(tmp_path, monkeypatc
     np.testing.assert_array_equal(a, store.open_store(clean)["rs"][:])
 
 
+def test_background_writes_give_the_same_store_and_finish_the_write_in_flight(tmp_path, monkeypatch):
+    """The GPU path (chunk k written while chunk k+1 is captured), run here on the CPU."""
+    seqs = random_sequences(np.random.default_rng(12), 10)
+    run(tmp_path / "seq.zarr", seqs, overlap_writes=False)
+    run(tmp_path / "bg.zarr", seqs, overlap_writes=True)
+    a, b = store.open_store(tmp_path / "seq.zarr"), store.open_store(tmp_path / "bg.zarr")
+    for name in ("rs", "token_ids", "n_tokens", "sample", "corpus_index", "text", "chunk_done"):
+        np.testing.assert_array_equal(store.checked(a, name)[:], store.checked(b, name)[:], err_msg=name)
+
+    # Ctrl-C while the third chunk is captured: the write of the second, in flight, completes
+    real, calls = extraction.capture_last_token, {"n": 0}
+
+    def interrupted_capture(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        yield from real(*args, **kw)
+
+    monkeypatch.setattr(extraction, "capture_last_token", interrupted_capture)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "i.zarr", seqs, overlap_writes=True)
+    partial = store.open_store(tmp_path / "i.zarr.partial")
+    assert store.pending_chunks(partial) == [2]
+    np.testing.assert_array_equal(store.read_rs(partial, slice(0, 8)), store.read_rs(a, slice(0, 8)))
+
+
 def test_changed_inputs_do_not_resume_a_stale_partial_store(tmp_path, monkeypatch):
     seqs = random_sequences(np.random.default_rng(2), 8)
     interrupted_run(monkeypatch, tmp_path / "r.zarr", seqs, RuntimeError("boom"))
@@ -200,7 +226,8 @@ def test_checksums_are_on_and_every_chunk_is_written(tmp_path):
     for name, arr in g.arrays():
         assert [type(c).__name__ for c in arr.compressors] == ["ZstdCodec", "Crc32cCodec"], name
     counts = store.verify(g)
-    assert counts["rs"] == 2 * 4 and counts["chunk_done"] == 1 and counts["text"] == 1
+    # rs: 2 sample chunks x 4 unit chunks; per-sample arrays: one chunk per sample chunk
+    assert counts["rs"] == 2 * 4 and counts["chunk_done"] == 1 and counts["text"] == 2 and counts["sample"] == 2
 
 
 def test_finalize_refuses_a_store_with_a_corrupted_chunk(tmp_path, monkeypatch):

@@ -18,6 +18,7 @@ import os
 import shutil
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -61,6 +62,7 @@ def extract_to_store(
     attrs: dict[str, Any] | None = None,
     work_path: str | Path | None = None,
     log: Any = None,
+    overlap_writes: bool | None = None,
 ) -> dict[str, float]:
     """Capture every sequence and write a complete store at ``path``.
 
@@ -78,10 +80,13 @@ def extract_to_store(
     attrs : provenance written into the store; a resume requires identical attrs.
     work_path : write here and publish at ``path`` when complete (default ``path + '.partial'``;
         see :func:`publish`). A partial store with the same attrs is resumed.
+    overlap_writes : write chunk k in a background thread while chunk k+1 is captured
+        (default: when the model is not on the CPU).
 
     Returns
     -------
-    dict with ``seconds``, ``tokens`` and ``chunks_computed``.
+    dict with ``seconds`` (capture and writes), ``tokens``, ``chunks_computed`` and
+    ``finalize_seconds`` (re-reading every chunk, see :func:`store.finalize`).
     """
     log = log if log is not None else sys.stderr
     path = Path(path)
@@ -138,26 +143,43 @@ def extract_to_store(
     todo = store.pending_chunks(group)
     context = f"model {loaded.info.get('source')} ({loaded.info.get('dtype')})"
     bar = Progress(len(todo), "chunk")
-    for k, chunk in enumerate(todo):
-        s0, s1 = store.chunk_bounds(group, chunk)
-        seqs = [token_ids[i] for i in range(s0, s1)]
-        out = np.empty((s1 - s0, 2 * n_layers, loaded.info["d_model"]), dtype=np.float32)
-        for idx, rs in capture_last_token(m, seqs, max_tokens=max_tokens, pad_id=loaded.pad_id, max_batch=max_batch):
-            out[idx] = rs
-        check_finite(out, np.asarray(sample_ids[s0:s1]), labels, context)
-        store.write_chunk(
-            group, chunk, out, np.asarray(sample_ids[s0:s1]), np.asarray(corpus_index[s0:s1]),
-            seqs, None if texts is None else texts[s0:s1],
-        )
-        n_tok += sum(len(s) for s in seqs)
-        el = time.perf_counter() - t0
-        print(f"chunk {k + 1}/{len(todo)} (samples {s0}-{s1 - 1}): {n_tok / el:.0f} tok/s", file=log, flush=True)
-        bar.update(k + 1, f"{n_tok / el:.0f} tok/s")
+    # On a GPU, chunk k is compressed and written by a background thread while chunk k+1 is
+    # captured (the store write otherwise takes longer than the capture; docs/scale.md). At
+    # most one write is in flight, so memory holds two chunks. A chunk is marked done only
+    # after its write completes, and an interrupt waits for the write in flight. On the CPU
+    # the capture already uses every core: writes stay sequential.
+    overlap = next(m.parameters()).device.type != "cpu" if overlap_writes is None else overlap_writes
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer") as writer:
+        pending: Future[None] | None = None
+        for k, chunk in enumerate(todo):
+            s0, s1 = store.chunk_bounds(group, chunk)
+            seqs = [token_ids[i] for i in range(s0, s1)]
+            out = np.empty((s1 - s0, 2 * n_layers, loaded.info["d_model"]), dtype=np.float32)
+            for idx, rs in capture_last_token(m, seqs, max_tokens=max_tokens, pad_id=loaded.pad_id, max_batch=max_batch):
+                out[idx] = rs
+            check_finite(out, np.asarray(sample_ids[s0:s1]), labels, context)
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(
+                store.write_chunk, group, chunk, out, np.asarray(sample_ids[s0:s1]), np.asarray(corpus_index[s0:s1]),
+                seqs, None if texts is None else texts[s0:s1],
+            )
+            if not overlap:
+                pending.result()
+            n_tok += sum(len(s) for s in seqs)
+            el = time.perf_counter() - t0
+            print(f"chunk {k + 1}/{len(todo)} (samples {s0}-{s1 - 1}): {n_tok / el:.0f} tok/s", file=log, flush=True)
+            bar.update(k + 1, f"{n_tok / el:.0f} tok/s")
+        if pending is not None:
+            pending.result()
     seconds = time.perf_counter() - t0
+    t1 = time.perf_counter()
     store.finalize(work)
+    finalize_seconds = time.perf_counter() - t1
     if work != path:
         publish(work, path)
-    return {"seconds": seconds, "tokens": float(n_tok), "chunks_computed": float(len(todo))}
+    return {"seconds": seconds, "tokens": float(n_tok), "chunks_computed": float(len(todo)),
+            "finalize_seconds": finalize_seconds}
 
 
 def publish(work: str | Path, path: str | Path) -> None:
