@@ -101,21 +101,74 @@ def _smooth(C: torch.Tensor, k: torch.Tensor, dim: int) -> torch.Tensor:
     out = torch.fft.irfft(Cf * Kf.view(shape), n=n, dim=dim)
     return out.narrow(dim, 0, G)
 
-def _kde_1d_at_samples(v: torch.Tensor, G: int) -> torch.Tensor:
-    """1-D Scott-rule KDE of each row of ``v (B, N)`` evaluated at its own samples, (B, N)."""
+def _kde_1d_at_samples(v: torch.Tensor, G: int, cells_per_h: float = 4.0) -> torch.Tensor:
+    """1-D Scott-rule KDE of each row of ``v (B, N)`` evaluated at its own samples, (B, N).
+
+    A row whose range fits in ``G`` grid points at a spacing of at most ``h / cells_per_h``
+    is binned whole. A heavy-tailed row is not stretched over a coarse grid: its grid keeps
+    that spacing over a window of ``G`` points around the median, and the samples near the
+    window's edges or beyond it get their density by direct summation (:func:`_direct_density`),
+    so the cost does not grow with the tails.
+    """
     B, N = v.shape
     sd = v.std(dim=1, unbiased=True)
     h = sd * N ** (-1.0 / 5.0)
     lo = v.min(dim=1).values - 4 * h
     hi = v.max(dim=1).values + 4 * h
     delta = (hi - lo) / (G - 1)
+    capped = delta > h / cells_per_h
+    if capped.any():
+        delta = torch.where(capped, h / cells_per_h, delta)
+        width = delta * (G - 1)
+        centred = v.median(dim=1).values - width / 2
+        lo = torch.where(capped, torch.minimum(torch.maximum(centred, lo), hi - width), lo)
     bw = torch.sqrt(torch.clamp(h**2 - delta**2 / 3, min=(0.25 * h) ** 2))
     i0, w = _lin_bin_1d(v, lo, delta, G)
+    pos = (v - lo[:, None]) / delta[:, None]
+    inside = ((pos >= 0) & (pos <= G - 1)).to(v.dtype)
     counts = torch.zeros(B, G, dtype=v.dtype, device=v.device)
-    counts.scatter_add_(1, i0, 1 - w)
-    counts.scatter_add_(1, i0 + 1, w)
+    counts.scatter_add_(1, i0, (1 - w) * inside)
+    counts.scatter_add_(1, i0 + 1, w * inside)
     smooth = _smooth(counts, _gauss_lags(G, delta, bw), 1) / (N * delta[:, None])
-    return smooth.gather(1, i0) * (1 - w) + smooth.gather(1, i0 + 1) * w
+    dens = smooth.gather(1, i0) * (1 - w) + smooth.gather(1, i0 + 1) * w
+    if capped.any():
+        # the grid holds only the samples inside the window: a sample closer than 5 kernel
+        # widths (the kernel's reach) to an edge of the window is summed directly
+        margin = (5 * h / delta)[:, None]
+        exterior = capped[:, None] & ((pos < margin) | (pos > G - 1 - margin))
+        dens = _direct_density((v,), h, exterior, dens)
+    return dens
+
+
+def _direct_density(coords: tuple[torch.Tensor, ...], h: torch.Tensor | float, which: torch.Tensor,
+                    out: torch.Tensor, scale: torch.Tensor | None = None, budget: int = 1 << 23) -> torch.Tensor:
+    """``out`` with the entries ``which (B, N)`` replaced by the exact Gaussian KDE at those samples.
+
+    ``coords`` are the ``d`` coordinate rows ``(B, N)`` of each batch row's samples, ``h`` the
+    isotropic kernel width (per row or scalar). The density is ``1/N sum_j phi_h(z_i - z_j)``,
+    the same sum as scipy's ``gaussian_kde`` at ``z_i`` (here in coordinates where the
+    kernel is isotropic), times ``scale (B,)`` if given. Cost: (selected samples) x N per row.
+    """
+    B, N = which.shape
+    counts = which.sum(1)
+    M = int(counts.max())
+    if M == 0:
+        return out
+    idx = torch.argsort((~which).to(torch.int8), dim=1, stable=True)[:, :M]  # selected first
+    valid = which.gather(1, idx)
+    hh = torch.as_tensor(h, dtype=torch.float64).reshape(-1, 1, 1) if torch.is_tensor(h) else torch.tensor(float(h), dtype=torch.float64)
+    d = len(coords)
+    norm = (2 * math.pi) ** (d / 2) * hh.reshape(-1, 1) ** d
+    got = torch.empty(B, M, dtype=torch.float64)
+    step = max(1, budget // max(1, B * N))
+    for m0 in range(0, M, step):
+        sl = idx[:, m0 : m0 + step]
+        d2 = sum((c.gather(1, sl)[:, :, None].double() - c[:, None, :].double()) ** 2 for c in coords)
+        got[:, m0 : m0 + step] = torch.exp(-0.5 * d2 / hh**2).sum(-1)
+    got = got / (N * norm)
+    if scale is not None:
+        got = got * scale.double()[:, None]
+    return out.scatter(1, idx, torch.where(valid, got.to(out.dtype), out.gather(1, idx)))
 
 
 def _whiten(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -133,7 +186,8 @@ def _whiten(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return u, (yc - b[:, None] * u) / c[:, None], a * c
 
 
-def _kde_2d_at_samples(x: torch.Tensor, y: torch.Tensor, max_grid: int = 256, cells_per_h: float = 2.0) -> torch.Tensor:
+def _kde_2d_at_samples(x: torch.Tensor, y: torch.Tensor, max_grid: int = 256, cells_per_h: float = 2.0,
+                       tail: float = 0.005) -> torch.Tensor:
     """2-D Scott-rule full-covariance KDE of each pair evaluated at its samples, (B, N).
 
     In whitened coordinates every pair has the same isotropic kernel (width ``h = N^(-1/6)``),
@@ -141,8 +195,14 @@ def _kde_2d_at_samples(x: torch.Tensor, y: torch.Tensor, max_grid: int = 256, ce
     shared separable Gaussian: ``K C K^T`` with the same Toeplitz K for every pair of a grid
     size, computed as two large GEMMs over all those pairs. Each pair's grid starts at its own
     minimum and its size is its own extent rounded up to 16 cells, so a pair's result does
-    not depend on which pairs share its batch. A pair that would need more than ``max_grid``
-    cells per axis gets a coarser grid of its own.
+    not depend on which pairs share its batch.
+
+    A heavy-tailed pair (its extent needs more than ``max_grid`` cells per axis, or more than
+    twice the cells of the window that holds its central ``1 - 2 tail`` quantile range plus
+    the kernel's reach) keeps the same spacing on that window; the samples within reach of
+    the window's edges or outside it get their density by direct summation over all samples
+    (:func:`_direct_density`). The cost is then set by the few tail samples, not by how far
+    they lie.
     """
     B, N = x.shape
     u, v, jac = _whiten(x, y)
@@ -150,7 +210,7 @@ def _kde_2d_at_samples(x: torch.Tensor, y: torch.Tensor, max_grid: int = 256, ce
     if collinear.any():
         out = torch.full((B, N), float("nan"), dtype=x.dtype)
         if (~collinear).any():
-            out[~collinear] = _kde_2d_at_samples(x[~collinear], y[~collinear], max_grid, cells_per_h)
+            out[~collinear] = _kde_2d_at_samples(x[~collinear], y[~collinear], max_grid, cells_per_h, tail)
         return out
     h = N ** (-1.0 / 6.0)
     lo_u = u.min(1).values - 4 * h
@@ -159,16 +219,32 @@ def _kde_2d_at_samples(x: torch.Tensor, y: torch.Tensor, max_grid: int = 256, ce
     delta = h / cells_per_h
     # grid size per pair, rounded up to a multiple of 16: pairs of one size share the GEMMs
     need = (torch.ceil(span / delta).long() + 1 + 15) // 16 * 16
+    # the window that holds the central (1 - 2 * tail) of each axis, with the kernel's reach
+    # (5 h) on both sides: pairs whose full extent needs much more get that window, and their
+    # tail samples are summed directly
+    margin = 5 * h
+    q = torch.tensor([tail, 1 - tail], dtype=u.dtype)
+    qu, qv = torch.quantile(u, q, dim=1), torch.quantile(v, q, dim=1)
+    bulk = torch.maximum(qu[1] - qu[0], qv[1] - qv[0]) + 2 * margin
+    window = (torch.ceil(bulk / delta).long() + 1 + 15) // 16 * 16
+    capped = (need > max_grid) | (need > 2 * window)
+    if capped.any():
+        need = torch.where(capped, torch.minimum(window, torch.full_like(window, max_grid)), need)
+        width = delta * (need - 1)
+        for lo, qz in ((lo_u, qu), (lo_v, qv)):
+            centred = (qz[0] + qz[1]) / 2 - width / 2
+            lo[capped] = centred[capped]
     out = torch.empty(B, N, dtype=x.dtype)
     for G in torch.unique(need).tolist():
         sel = need == G
-        if G > max_grid:  # rare: extreme outliers; one coarser grid per such pair
-            for i in torch.nonzero(sel).flatten().tolist():
-                d_i = float(span[i]) / (max_grid - 1)
-                out[i] = _smooth_2d(u[i : i + 1], v[i : i + 1], lo_u[i : i + 1], lo_v[i : i + 1], d_i, h, max_grid)[0]
-        else:
-            out[sel] = _smooth_2d(u[sel], v[sel], lo_u[sel], lo_v[sel], delta, h, int(G))
-    return out / (N * jac)[:, None]
+        out[sel] = _smooth_2d(u[sel], v[sel], lo_u[sel], lo_v[sel], delta, h, int(G))
+    out = out / (N * jac)[:, None]
+    if capped.any():
+        edge = (need - 1)[:, None] - margin / delta
+        pu, pv = (u - lo_u[:, None]) / delta, (v - lo_v[:, None]) / delta
+        near = (pu < margin / delta) | (pu > edge) | (pv < margin / delta) | (pv > edge)
+        out[capped] = _direct_density((u[capped], v[capped]), h, near[capped], out[capped], scale=1 / jac[capped])
+    return out
 
 
 def _smooth_2d(u: torch.Tensor, v: torch.Tensor, lo_u: torch.Tensor, lo_v: torch.Tensor, delta: float, h: float,
@@ -184,9 +260,11 @@ def _smooth_2d(u: torch.Tensor, v: torch.Tensor, lo_u: torch.Tensor, lo_v: torch
     iv, wv = _lin_bin_1d(v, lo_v, dvec, G)
     wu, wv = wu.float(), wv.float()
     idx = [((iu + du) * G + (iv + dv), wa * wb) for du, wa in ((0, 1 - wu), (1, wu)) for dv, wb in ((0, 1 - wv), (1, wv))]
+    pu, pv = (u - lo_u[:, None]) / delta, (v - lo_v[:, None]) / delta
+    inside = ((pu >= 0) & (pu <= G - 1) & (pv >= 0) & (pv <= G - 1)).float()  # all, unless windowed
     counts = torch.zeros(B, G * G, dtype=torch.float32)
     for ii, ww in idx:
-        counts.scatter_add_(1, ii, ww)
+        counts.scatter_add_(1, ii, ww * inside)
     lag = (torch.arange(G)[:, None] - torch.arange(G)[None, :]).abs()
     K = torch.where(lag <= r, k[r + lag.clamp(max=r)], torch.zeros(()))  # (G, G) Toeplitz, banded
     C = counts.view(B, G, G)
