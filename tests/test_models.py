@@ -98,3 +98,39 @@ def test_architecture_only_with_random_init(tmp_path):
         load_model("embedded", architecture=str(LLAMA_8B))
     with pytest.raises(ModelLoadError, match="does not exist"):
         model_dims("random-init", architecture=str(tmp_path / "missing.json"))
+
+
+def test_gguf_conversion_cache_gives_the_same_model_and_tokenizer(tmp_path, monkeypatch):
+    """The embedded GGUF is dequantized once, then read from the cache: bit-identical
+    weights, the same tokens and the same provenance; a damaged entry is rebuilt."""
+    from transformer_dynamics import models
+
+    texts = ["The quick brown fox jumps over the lazy dog.", "Paris is the capital of France.",
+             "Photosynthesis converts light into chemical energy; résumé, naïve, 東京, emoji 🙂."]
+    monkeypatch.setenv("TD_CACHE_DIR", "off")
+    direct = load_model("embedded", "float32", "cpu")
+    monkeypatch.setenv("TD_CACHE_DIR", str(tmp_path / "cache"))
+    first = load_model("embedded", "float32", "cpu")  # converts and fills the cache
+    entries = sorted(p.name for p in (tmp_path / "cache/gguf").iterdir())
+    assert len(entries) == 2 and any("-model-float32-" in e for e in entries), entries
+    again = load_model("embedded", "float32", "cpu")  # reads the cache
+    ref = direct.model.state_dict()
+    for loaded in (first, again):
+        got = loaded.model.state_dict()
+        assert set(got) == set(ref)
+        assert all(torch.equal(got[k], ref[k]) for k in ref)
+        assert loaded.info == direct.info
+        for t in texts:
+            assert loaded.tokenizer(t)["input_ids"] == direct.tokenizer(t)["input_ids"]
+        assert (loaded.tokenizer.bos_token_id, loaded.tokenizer.eos_token_id, loaded.pad_id) == (
+            direct.tokenizer.bos_token_id, direct.tokenizer.eos_token_id, direct.pad_id)
+    # the same forward pass
+    ids = torch.tensor([direct.tokenizer(texts[0])["input_ids"]])
+    with torch.no_grad():
+        assert torch.equal(again.model(ids).logits, direct.model(ids).logits)
+    # a truncated cache entry is rebuilt, not trusted
+    weights = next((tmp_path / "cache/gguf").glob("*-model-float32-*/model.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:1000])
+    repaired = load_model("embedded", "float32", "cpu")
+    assert all(torch.equal(repaired.model.state_dict()[k], ref[k]) for k in ref)
+    assert weights.stat().st_size > 1000

@@ -23,9 +23,12 @@ a hub id (e.g. ``meta-llama/Llama-3.1-8B``)
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import os
+import shutil
 import socket
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,6 +192,89 @@ def _gguf_path(source: str) -> Path:
     return path
 
 
+def cache_root() -> Path | None:
+    """Where converted GGUF models are kept: ``$TD_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/transformer-dynamics`` (``~/.cache/...``); ``TD_CACHE_DIR=off`` disables."""
+    env = os.environ.get("TD_CACHE_DIR")
+    if env is not None and env.strip().lower() in {"", "0", "off", "none", "false"}:
+        return None
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "transformer-dynamics"
+
+
+def _gguf_cache_dir(path: Path, what: str) -> Path | None:
+    """Cache folder of one conversion of a GGUF file: keyed by the file's content and the
+    versions of the code that converts it, so an edited file or an upgrade never reuses it."""
+    root = cache_root()
+    if root is None:
+        return None
+    import transformers
+
+    key = "\n".join([file_sha256([path]), what, transformers.__version__, torch.__version__])
+    return root / "gguf" / f"{path.stem}-{what}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def _publish_dir(tmp: Path, final: Path) -> None:
+    """Rename a finished folder into place (another process may have won the race: keep theirs)."""
+    try:
+        tmp.rename(final)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _cached_gguf_tokenizer(path: Path) -> Any:
+    """The GGUF file's tokenizer, rebuilt from the GGUF once (~5-10 s) and then read from
+    the cache (:func:`cache_root`) as a ``save_pretrained`` folder (well under a second)."""
+    from transformers import AutoTokenizer
+
+    cache = _gguf_cache_dir(path, "tokenizer")
+    if cache is not None and (cache / "tokenizer_config.json").exists():
+        try:
+            return AutoTokenizer.from_pretrained(str(cache))
+        except Exception:  # a damaged cache entry: rebuild it
+            shutil.rmtree(cache, ignore_errors=True)
+    tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    if cache is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=cache.parent, prefix=".tmp-"))
+            tok.save_pretrained(str(tmp))
+            _publish_dir(tmp, cache)
+        except OSError:  # a read-only or full cache never stops a run
+            pass
+    return tok
+
+
+def _cached_gguf_model(path: Path, dtype: torch.dtype) -> Any:
+    """The GGUF file's model dequantized to ``dtype``: converted once (~15-25 s) and then
+    read from the cache as safetensors (about a second). The cached weights are the
+    dequantized tensors themselves (bit-identical, tested)."""
+    from safetensors.torch import save_model
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cache = _gguf_cache_dir(path, f"model-{str(dtype).removeprefix('torch.')}")
+    if cache is not None and (cache / "model.safetensors").exists():
+        try:
+            return AutoModelForCausalLM.from_pretrained(str(cache), dtype=dtype)
+        except Exception:  # a damaged cache entry: convert again
+            shutil.rmtree(cache, ignore_errors=True)
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), dtype=dtype, gguf_file=path.name)
+    if cache is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=cache.parent, prefix=".tmp-"))
+            config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+            if hasattr(config, "quantization_config"):
+                del config.quantization_config
+            config.save_pretrained(str(tmp))
+            save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+            _publish_dir(tmp, cache)
+        except OSError:
+            pass
+    return model
+
+
 def _has_tokenizer(directory: Path) -> bool:
     return any((directory / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model"))
 
@@ -211,8 +297,7 @@ def load_tokenizer(source: str, tokenizer: str | None = None, architecture: str 
         if name is not None:
             return AutoTokenizer.from_pretrained(name, **({} if Path(name).is_dir() else hub_kwargs(name)))
         if _is_gguf_source(source):
-            path = _gguf_path(source)
-            return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+            return _cached_gguf_tokenizer(_gguf_path(source))
         return AutoTokenizer.from_pretrained(source, **({} if Path(source).is_dir() else hub_kwargs(source)))
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"could not load the tokenizer of '{name or source}': {exc}") from exc
@@ -314,7 +399,7 @@ def load_model(
         elif _is_gguf_source(source):
             path = _gguf_path(source)
             info["weights_file"] = str(path)
-            model = AutoModelForCausalLM.from_pretrained(str(path.parent), dtype=torch_dtype, gguf_file=path.name)
+            model = _cached_gguf_model(path, torch_dtype)
             info["weights_sha256"] = file_sha256([path])
         elif Path(source).is_dir():
             model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
