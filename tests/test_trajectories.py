@@ -170,6 +170,23 @@ def test_teleport_to_own_residual_reproduces_control_and_leaves_earlier_layers()
         assert m0["mse_full"].max() < 1e-9
 
 
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma2", "gpt2"])
+def test_cached_prefix_perturbation_equals_full_recomputation(arch):
+    """Running only the edited last token against the prompt's cached keys/values gives the
+    trajectories of running every full copy of the prompt (float32 rounding apart)."""
+    model = make_tiny_model(arch, seed=8)
+    rng = np.random.default_rng(9)
+    prompt = random_sequences(rng, 1, lo=10, hi=11)[0]
+    for layer in (0, 1, 2):
+        for mode in ("replace", "add"):
+            rows = rng.normal(size=(6, 32)) * 2
+            full = perturb.run_edited(model, prompt, layer, rows, mode, reuse_prefix=False)
+            cached = perturb.run_edited(model, prompt, layer, rows, mode, reuse_prefix=True)
+            assert cached.shape == full.shape == (6, 6, 32)
+            np.testing.assert_allclose(cached, full, rtol=0, atol=1e-5 * np.abs(full).max())
+            assert np.abs(cached[:, 2 * layer:] - cached[0, 2 * layer:]).max() > 0  # the rows differ
+
+
 def test_perturbation_with_padding_and_other_rows_in_batch():
     # the edit hits the last real token of each row even when rows are padded to different lengths
     from transformer_dynamics.capture import capture_last_token

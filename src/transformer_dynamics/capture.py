@@ -117,6 +117,15 @@ def sublayer_labels(n_layers: int) -> list[str]:
     return [f"L{l:0{width}d}.{k}" for l in range(n_layers) for k in ("attn", "mlp")]
 
 
+def cache_argument(model: Any) -> str:
+    """Name of the key/value cache argument of the base model's forward (``cache`` in
+    transformers >= 5.2x, ``past_key_values`` before)."""
+    import inspect
+
+    params = inspect.signature(model.base_model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
 class _StopForward(Exception):
     """Raised after the last capture point: the rest of the network is not needed."""
 
@@ -211,16 +220,22 @@ class ResidualCapture:
         positions: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
+        past_key_values: Any = None,
     ) -> torch.Tensor:
-        """One forward pass of the base model; returns the ``(batch, 2L, D)`` captures."""
+        """One forward pass of the base model; returns the ``(batch, 2L, D)`` captures.
+
+        With ``past_key_values`` (a cache of the preceding tokens) only ``input_ids`` run.
+        """
         self.positions = positions
         self.buffer = None
+        kw = {} if past_key_values is None else {cache_argument(self.model): past_key_values}
         try:
             self.model.base_model(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 position_ids=position_ids,
-                use_cache=False,
+                use_cache=past_key_values is not None,
+                **kw,
             )
         except _StopForward:
             pass
