@@ -47,9 +47,9 @@ def _paths(block: str, key: str) -> list[str]:
     return [p.strip() for p in m.group(1).split(",")] if m else []
 
 
-def dag_jobs(workdir: Path, args: list[str]) -> list[Job]:
+def dag_jobs(workdir: Path, args: list[str], repo: Path = REPO) -> list[Job]:
     """Every job of the workflow with its inputs, outputs and benchmark file (dry run)."""
-    cmd = [sys.executable, "-m", "snakemake", "-n", "--forceall", "--snakefile", str(REPO / "Snakefile"),
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--forceall", "--snakefile", str(repo / "Snakefile"),
            "--directory", str(workdir), *args]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
     if res.returncode != 0:
@@ -99,15 +99,17 @@ def main() -> int:
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--cores", default="all")
+    ap.add_argument("--repo", type=Path, default=REPO,
+                    help="checkout whose Snakefile, config.yaml and package run (a baseline: set PYTHONPATH=<repo>/src)")
     ap.add_argument("snakemake_args", nargs="*", help="after --: extra snakemake arguments (e.g. --configfile)")
     args = ap.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="td-workflow-"))
     if (workdir / "results").exists():
         shutil.rmtree(workdir / "results")
     workdir.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "config.yaml", workdir / "config.yaml")
+    shutil.copy(args.repo / "config.yaml", workdir / "config.yaml")
     extra = list(args.snakemake_args)
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(args.repo / "Snakefile"), "--directory", str(workdir),
            "--cores", args.cores, *extra]
     print("running:", " ".join(cmd), flush=True)
     t0 = time.perf_counter()
@@ -116,7 +118,7 @@ def main() -> int:
     if res.returncode != 0:
         print(res.stderr[-5000:])
         raise SystemExit(f"the workflow failed after {wall:.0f} s (directory kept: {workdir})")
-    jobs = dag_jobs(workdir, extra)
+    jobs = dag_jobs(workdir, extra, args.repo)
     table = measure(jobs, workdir)
     total_job = float(table["seconds"].sum())
     per_rule = (table.groupby("rule", sort=False)

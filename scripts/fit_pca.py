@@ -12,7 +12,8 @@ with rule_logging(snakemake):
     p, out = snakemake.params, snakemake.output
     g = store.open_store(snakemake.input.store)
     labels = list(g["sublayer"][:])
-    res = pca.fit_pca((rs for _, rs in store.iter_samples(g)), p.n_components)
+    rows = pca.update_rows(int(g.attrs["sample_chunk"]))
+    res = pca.fit_pca((rs for _, rs in store.iter_samples(g, rows)), p.n_components)
     res.save(out.model)
     pca.trajectories(store.iter_samples(g), res, 2).to_parquet(out.trajectories, index=False)
     pd.DataFrame({
@@ -27,7 +28,7 @@ with rule_logging(snakemake):
     parts = []
     for s0 in range(0, S, per_group):
         sl = slice(s0, min(S, s0 + per_group))
-        spec = pca.per_sublayer_spectra((rs[:, sl] for _, rs in store.iter_samples(g)), labels[sl], p.n_components, N)
+        spec = pca.per_sublayer_spectra((rs[:, sl] for _, rs in store.iter_samples(g, rows)), labels[sl], p.n_components, N)
         spec["sublayer_index"] += s0
         parts.append(spec)
     spectra = pd.concat(parts, ignore_index=True)
