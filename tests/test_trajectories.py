@@ -87,8 +87,10 @@ class ArrayStore:
     def __init__(self, a):
         self.a = a
         self.shape = a.shape
+        self.reads = 0
 
     def __getitem__(self, k):
+        self.reads += 1
         return self.a[k]
 
 
@@ -119,6 +121,19 @@ def test_cae_training_is_seeded_splits_by_sequence_and_learns():
     assert ev["explained_variance"].mean() > 0.5
     d = cae.bottleneck_distances(codes)
     assert len(d) == 7 and (d["distance_mean"] > 0).all()
+
+
+def test_cae_in_memory_reader_trains_exactly_as_streaming():
+    rs = toy_trajectories()
+    splits = cae.split_samples(60, [0.6, 0.2, 0.2], seed=1)
+    cfg = cae.CAEConfig(k=4, max_epochs=5, patience=8, batch_size=32, seed=3)
+    reads = {"stream": ArrayStore(rs), "memory": ArrayStore(rs)}
+    curves = {}
+    for name, arr in reads.items():
+        read = cae.store_reader(arr, chunk=8, in_memory_mb=0 if name == "stream" else 100)
+        model, _, curves[name] = cae.train_cae(read, splits, 10, cfg, progress=False)
+    pd.testing.assert_frame_equal(curves["stream"].drop(columns="seconds"), curves["memory"].drop(columns="seconds"))
+    assert reads["memory"].reads == 1 and reads["stream"].reads > 5 * 8  # one read vs chunks every epoch
 
 
 def test_explained_variance_definitions():
