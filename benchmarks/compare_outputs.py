@@ -48,7 +48,8 @@ def compare_tables(a: pd.DataFrame, b: pd.DataFrame) -> str:
             if r > worst_rel or (r == worst_rel and d > worst_abs):
                 worst_abs, worst_rel, worst_col = d, r, c
         else:
-            other_equal &= bool((a[c].astype(str).to_numpy() == b[c].astype(str).to_numpy()).all())
+            other_equal &= bool((a[c].astype(object).fillna("<NA>").astype(str).to_numpy()
+                                 == b[c].astype(object).fillna("<NA>").astype(str).to_numpy()).all())
     return (f"max abs diff {worst_abs:.3g}, max rel diff {worst_rel:.3g} (column {worst_col})"
             + ("" if other_equal else "; non-numeric columns differ"))
 
