@@ -96,25 +96,8 @@ def split_samples(n: int, fractions: Sequence[float], seed: int) -> dict[str, np
 
 
 ChunkReader = Callable[..., Iterator[tuple[np.ndarray, np.ndarray]]]
-
-
-def store_reader(rs: Any, chunk: int) -> ChunkReader:
-    """Reader over a Zarr ``rs`` array: yields ``(sample_ids, vectors (n, S, D))`` for requested samples.
-
-    Reads whole sample chunks (in random order when ``rng`` is given) and keeps the requested rows.
-    """
-
-    def read(samples: np.ndarray, rng: np.random.Generator | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        samples = np.asarray(samples)
-        chunks = np.unique(samples // chunk)
-        if rng is not None:
-            chunks = chunks[rng.permutation(len(chunks))]
-        for c in chunks:
-            sel = samples[(samples >= c * chunk) & (samples < (c + 1) * chunk)]
-            block = np.asarray(rs[c * chunk : min(rs.shape[0], (c + 1) * chunk)], dtype=np.float32)
-            yield sel, block[sel - c * chunk]
-
-    return read
+"""``read(samples, rng=None)`` yields ``(sample_ids, vectors (n, S, D))``; the store's is
+:meth:`transformer_dynamics.store.ActivationStore.sample_reader`."""
 
 
 class Scaler:
