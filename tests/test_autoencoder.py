@@ -79,3 +79,18 @@ def test_explained_variance_definitions():
     _, ev = cae.encode_and_score(Identity(), cae.Scaler("none"), read, np.arange(20))
     np.testing.assert_allclose(ev["explained_variance"], 1)
     np.testing.assert_allclose(ev["r2_within"], 1)
+
+
+def test_train_and_evaluate_is_the_rule_in_one_call():
+    rs = toy_trajectories(n=40, S=6, D=8)
+    settings = {"k": 3, "d_bottleneck": 2, "split": [0.6, 0.2, 0.2], "lr": 1e-3, "max_epochs": 5, "patience": 3,
+                "batch_size": 16, "scaling": "none"}
+    saved, tables = cae.train_and_evaluate(sample_reader(rs, 8), 40, 8, settings, seed=2, extra={"store": "s.zarr"})
+    assert set(tables) == {"curve", "codes", "explained", "distances"}
+    splits = cae.split_samples(40, settings["split"], 2)
+    assert saved["splits"] == {k: v.tolist() for k, v in splits.items()} and saved["store"] == "s.zarr"
+    assert saved["config"]["k"] == 3 and saved["config"]["seed"] == 2
+    assert set(tables["codes"]["sample"]) == set(splits["test"]) and len(tables["explained"]) == 6
+    again, tables2 = cae.train_and_evaluate(sample_reader(rs, 8), 40, 8, settings, seed=2)
+    pd.testing.assert_frame_equal(tables["codes"], tables2["codes"])  # seeded
+    assert "store" not in again

@@ -298,3 +298,38 @@ def checkpoint(model: CompressingAutoencoder, scaler: Scaler, cfg: CAEConfig, ex
     """Everything needed to rebuild the model: weights, widths, scaler, config."""
     return {"state_dict": model.state_dict(), "widths": model.widths, "scaler": scaler.state(),
             "config": asdict(cfg), **extra}
+
+
+def train_and_evaluate(
+    read: ChunkReader,
+    n_samples: int,
+    d_model: int,
+    settings: dict[str, Any],
+    seed: int,
+    device: str = "cpu",
+    extra: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+    """The whole of §2.7 / Fig 3 on one store: split by sequence, train, encode the test set.
+
+    Parameters
+    ----------
+    read : the store's sample reader (:meth:`~transformer_dynamics.store.ActivationStore.sample_reader`)
+    settings : config ``autoencoder:`` (``k``, ``d_bottleneck``, ``split``, ``lr``,
+        ``max_epochs``, ``patience``, ``batch_size``, ``scaling``), defaults filled in
+    extra : saved in the checkpoint beside the splits (e.g. the store's path)
+
+    Returns
+    -------
+    The checkpoint (:func:`checkpoint`, with the splits) and the tables ``curve`` (training
+    curve), ``codes`` (test-set bottleneck codes), ``explained`` (explained variance per
+    sublayer) and ``distances`` (:func:`bottleneck_distances`).
+    """
+    cfg = CAEConfig(d_bottleneck=settings["d_bottleneck"], k=settings["k"], lr=settings["lr"],
+                    max_epochs=settings["max_epochs"], patience=settings["patience"],
+                    batch_size=settings["batch_size"], scaling=settings["scaling"], seed=seed)
+    splits = split_samples(n_samples, settings["split"], seed)
+    model, scaler, curve = train_cae(read, splits, d_model, cfg, device)
+    codes, explained = encode_and_score(model, scaler, read, splits["test"], device)
+    tables = {"curve": curve, "codes": codes, "explained": explained, "distances": bottleneck_distances(codes)}
+    saved = checkpoint(model.cpu(), scaler, cfg, {"splits": {k: v.tolist() for k, v in splits.items()}, **(extra or {})})
+    return saved, tables
