@@ -40,6 +40,7 @@ if mode == "pinned":
     pin_threads(threads)
 import numpy as np, torch
 from transformer_dynamics import autoencoder as cae
+from transformer_dynamics import store
 if mode == "pinned":
     limit_loaded_libraries(threads)
 rng = np.random.default_rng(0)
@@ -47,7 +48,7 @@ S, D = 60, 576
 base = rng.standard_normal((n, 1, D)).astype(np.float32)
 rs = (base + 0.3 * np.cumsum(rng.standard_normal((n, S, D)).astype(np.float32), axis=1)) * 3
 splits = cae.split_samples(n, [0.7, 0.15, 0.15], 0)
-read = cae.store_reader(rs, 100)
+read = store.sample_reader(rs, 100)
 cfg = cae.CAEConfig(max_epochs=epochs, patience=epochs + 1, seed=0)
 import time
 c0 = time.process_time()

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from job_resources import job_table, planned_jobs  # noqa: E402
 
 from transformer_dynamics import store  # noqa: E402
-from transformer_dynamics.capture import sublayer_labels  # noqa: E402
+from transformer_dynamics.sublayers import sublayer_labels  # noqa: E402
 
 MODEL = "synthetic-8b-shape"
 N_LAYERS, D_MODEL = 32, 4096

@@ -74,7 +74,6 @@ wildcard_constraints:
     condition="original|shuffled",
     block=r"\d+",
     shard=r"\d+",
-    kind="teleport|noise|swap",
 
 
 CONDITIONS = list(config["conditions"])
@@ -168,8 +167,11 @@ def model_files(model):
         return [src]
     p = Path(src)
     if p.is_dir():
-        return sorted(str(f) for f in p.rglob("*") if f.is_file() and not any(
-            part.startswith(".") for part in f.relative_to(p).parts))
+        return sorted(
+            str(f)
+            for f in p.rglob("*")
+            if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
+        )
     return []
 
 
@@ -225,6 +227,102 @@ def perturb_layers(model):
     return sorted(layers)
 
 
+# Named input, param and resource functions of the rules (wildcards -> value), so rule
+# headers say what they mean instead of repeating lambdas.
+
+
+def activation_store(wildcards):
+    """The finished activation store of the job's model and condition."""
+    return store_path(wildcards.model, wildcards.condition)
+
+
+def model_inputs(wildcards):
+    """The local files of the job's model (:func:`model_files`)."""
+    return model_files(wildcards.model)
+
+
+def model_spec(wildcards):
+    """The job's model entry of config (source, dtype, device, ...)."""
+    return config["models"][wildcards.model]
+
+
+def model_tokenizer(wildcards):
+    return tokenizer_spec(wildcards.model)
+
+
+def model_memory(wildcards, attempt):
+    """mem_mb of a job that holds the model; each retry asks for ``attempt`` times more."""
+    return model_mem_mb(wildcards.model) * attempt
+
+
+def model_gpus(wildcards):
+    """One GPU for the model jobs of a model on ``device: cuda``."""
+    return 1 if model_device(wildcards.model) == "cuda" else 0
+
+
+def shard_row_range(wildcards):
+    return shard_rows(wildcards.shard)
+
+
+def shard_stores(wildcards):
+    """Every shard store of the job's model and condition, in sample order."""
+    return expand(
+        f"{RESULTS}/{wildcards.model}/activations/shards/{wildcards.condition}/{{shard}}.zarr", shard=shards()
+    )
+
+
+def unit_block_range(wildcards):
+    return unit_range(wildcards.model, wildcards.block)
+
+
+def block_memory(wildcards, attempt):
+    return block_mem_mb(wildcards.model) * attempt
+
+
+def rotation_block_memory(wildcards, attempt):
+    """A unit-block job plus the (units x shuffles x sublayers) permutations and null paths."""
+    return (block_mem_mb(wildcards.model) + 1000) * attempt
+
+
+def every_block(pattern):
+    """Input function: ``pattern`` (with ``{model}``, ``{condition}`` and ``{block}``) for every
+    unit block of the job's model, in block order (the gather rules' inputs)."""
+
+    def blocks(wildcards):
+        return expand(pattern, model=wildcards.model, condition=wildcards.condition, block=unit_blocks(wildcards.model))
+
+    return blocks
+
+
+def every_condition(pattern):
+    """Input function: ``pattern`` (with ``{model}`` and ``{condition}``) for every condition of
+    the job's model, in config order (the findings rule's inputs)."""
+
+    def conditions(wildcards):
+        return expand(pattern, model=wildcards.model, condition=CONDITIONS)
+
+    return conditions
+
+
+def autoencoder_memory(wildcards, attempt):
+    """A few sample chunks and the network, with headroom (the CAE streams the store)."""
+    return (block_mem_mb(wildcards.model) + 2000) * attempt
+
+
+def pca_memory(wildcards, attempt):
+    """pca.memory_mb for the per-sublayer spectra plus three D x D float64 matrices."""
+    return (1500 + config["pca"]["memory_mb"] + int(3 * 8 * d_model(wildcards.model) ** 2 / 1e6)) * attempt
+
+
+def if_teleport(inputs):
+    """``inputs`` if teleports are among perturbations.kinds, else no input (Fig 4D, F5c)."""
+    return inputs if "teleport" in config["perturbations"]["kinds"] else []
+
+
+def perturb_layers_of(wildcards):
+    return perturb_layers(wildcards.model)
+
+
 def all_targets():
     targets = []
     if "original" in CONDITIONS:
@@ -272,10 +370,16 @@ def runtime_estimate_message(cores):
         runs = sum(pert["grid"] ** 2 if k == "teleport" else pert["n_random"] for k in pert["kinds"])
         rate = _measured_tok_per_s(m)
         est = estimate_runtime(
-            n_layers(m), d_model(m), config["n_samples"], n_conditions=len(CONDITIONS),
-            n_shuffles=config["rotations"]["n_shuffles"], unit_block=config["analysis"]["unit_block"],
-            max_epochs=config["autoencoder"]["max_epochs"], perturb_runs=runs * len(perturb_layers(m)),
-            tok_per_s=rate, cores=cores,
+            n_layers(m),
+            d_model(m),
+            config["n_samples"],
+            n_conditions=len(CONDITIONS),
+            n_shuffles=config["rotations"]["n_shuffles"],
+            unit_block=config["analysis"]["unit_block"],
+            max_epochs=config["autoencoder"]["max_epochs"],
+            perturb_runs=runs * len(perturb_layers(m)),
+            tok_per_s=rate,
+            cores=cores,
         )
         est["total"] -= est["extraction"] * (1 - len(todo) / len(CONDITIONS))
         total += est["total"]
@@ -285,9 +389,13 @@ def runtime_estimate_message(cores):
             f"~{fmt_seconds(est['extraction'] * len(todo) / len(CONDITIONS))}, {how})"
         )
     return "\n".join(
-        [f"Estimated time from scratch with {cores} idle cores (a busy machine takes longer; "
-         f"finished steps are skipped): ~{fmt_seconds(total)}"]
+        [
+            f"Estimated time from scratch with {cores} idle cores (a busy machine takes longer; "
+            f"finished steps are skipped): ~{fmt_seconds(total)}"
+        ]
         + lines
-        + ["Long jobs print '[rule wildcards] step k/n (%), elapsed, ETA' lines here; "
-           f"every job's full log is in {RESULTS}/logs/ (e.g. tail -f {RESULTS}/logs/<model>/extract/<condition>/000.log)."]
+        + [
+            "Long jobs print '[rule wildcards] step k/n (%), elapsed, ETA' lines here; "
+            f"every job's full log is in {RESULTS}/logs/ (e.g. tail -f {RESULTS}/logs/<model>/extract/<condition>/000.log)."
+        ]
     )

@@ -7,6 +7,16 @@ rule filter_corpus:
     output:
         samples=f"{RESULTS}/corpus/samples.parquet",
         meta=f"{RESULTS}/corpus/corpus.json",
+    log:
+        f"{RESULTS}/logs/filter_corpus.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/filter_corpus.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
     params:
         code=code("filter_corpus.py"),
         source=config["corpus"]["source"],
@@ -15,15 +25,5 @@ rule filter_corpus:
         max_chars=config["corpus"]["max_chars"],
         n_samples=config["n_samples"],
         seed=config["seed"],
-    log:
-        f"{RESULTS}/logs/filter_corpus.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/filter_corpus.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=20,
-    conda:
-        ENV
     script:
         "../scripts/filter_corpus.py"

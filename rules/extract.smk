@@ -5,25 +5,25 @@
 rule tokenize:
     input:
         samples=rules.filter_corpus.output.samples,
-        model=lambda w: model_files(w.model),
+        model=model_inputs,
     output:
         tokens=expand(f"{RESULTS}/{{model}}/tokens/{{condition}}.parquet", condition=CONDITIONS, allow_missing=True),
-    params:
-        code=code("tokenize.py"),
-        tokenizer=lambda w: tokenizer_spec(w.model),
-        conditions=CONDITIONS,
-        seed=config["seed"],
-        long_texts=config["corpus"]["long_texts"],
     log:
         f"{RESULTS}/logs/{{model}}/tokenize.log",
     benchmark:
         f"{RESULTS}/benchmarks/{{model}}/tokenize.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=20,
-    conda:
-        ENV
+    params:
+        code=code("tokenize.py"),
+        tokenizer=model_tokenizer,
+        conditions=CONDITIONS,
+        seed=config["seed"],
+        long_texts=config["corpus"]["long_texts"],
     script:
         "../scripts/tokenize.py"
 
@@ -32,73 +32,71 @@ rule extract_shard:
     input:
         tokens=f"{RESULTS}/{{model}}/tokens/{{condition}}.parquet",
         corpus_meta=rules.filter_corpus.output.meta,
-        model=lambda w: model_files(w.model),
+        model=model_inputs,
     output:
         store=temp(directory(f"{RESULTS}/{{model}}/activations/shards/{{condition}}/{{shard}}.zarr")),
-    params:
-        code=code("extract_shard.py"),
-        model=lambda w: config["models"][w.model],
-        rows=lambda w: shard_rows(w.shard),
-        batch_size=config["batch_size"],
-        sample_chunk=config["extraction"]["sample_chunk"],
-        unit_chunk=config["extraction"]["unit_chunk"],
-        seed=config["seed"],
     log:
         f"{RESULTS}/logs/{{model}}/extract/{{condition}}/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/{{model}}/extract/{{condition}}/{{shard}}.tsv"
-    threads: model_threads()
-    resources:
-        mem_mb=lambda w, attempt: model_mem_mb(w.model) * attempt,
-        runtime=240,
-        gpu=lambda w: 1 if model_device(w.model) == "cuda" else 0,
     conda:
         ENV
+    threads: model_threads()
+    resources:
+        mem_mb=model_memory,
+        runtime=240,
+        gpu=model_gpus,
+    params:
+        code=code("extract_shard.py"),
+        model=model_spec,
+        rows=shard_row_range,
+        batch_size=config["batch_size"],
+        sample_chunk=config["extraction"]["sample_chunk"],
+        unit_chunk=config["extraction"]["unit_chunk"],
+        seed=config["seed"],
     script:
         "../scripts/extract_shard.py"
 
 
 rule gather_activations:
     input:
-        shards=lambda w: expand(
-            f"{RESULTS}/{w.model}/activations/shards/{w.condition}/{{shard}}.zarr", shard=shards()
-        ),
+        shards=shard_stores,
     output:
         store=directory(f"{RESULTS}/{{model}}/activations/{{condition}}.zarr"),
-    params:
-        code=code("gather_activations.py"),
-        offsets=[shard_rows(s)[0] for s in shards()],
     log:
         f"{RESULTS}/logs/{{model}}/gather_activations/{{condition}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/{{model}}/gather_activations/{{condition}}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=60,
-    conda:
-        ENV
+    params:
+        code=code("gather_activations.py"),
+        offsets=[shard_rows(s)[0] for s in shards()],
     script:
         "../scripts/gather_activations.py"
 
 
 rule verify_store:
     input:
-        store=f"{RESULTS}/{{model}}/activations/{{condition}}.zarr",
+        store=rules.gather_activations.output.store,
     output:
         report=f"{RESULTS}/{{model}}/activations/{{condition}}.verified.json",
-    params:
-        code=code("verify_store.py"),
     log:
         f"{RESULTS}/logs/{{model}}/verify_store/{{condition}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/{{model}}/verify_store/{{condition}}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=60,
-    conda:
-        ENV
+    params:
+        code=code("verify_store.py"),
     script:
         "../scripts/verify_store.py"
 
@@ -106,4 +104,4 @@ rule verify_store:
 rule verify:
     # On demand: `snakemake --cores 1 verify --forcerun verify_store` re-checks every store.
     input:
-        [f"{RESULTS}/{m}/activations/{c}.verified.json" for m in MODELS for c in CONDITIONS],
+        expand(rules.verify_store.output.report, model=MODELS, condition=CONDITIONS),

@@ -1,56 +1,89 @@
-# §2.6 phase portraits and rotation counts with a shuffle null, fanned out over unit blocks.
+# §2.6 and Fig 2: phase portraits and rotation counts with a shuffle null (fanned out over
+# unit blocks), gathered with Benjamini-Hochberg, and the figure drawn from their tables.
 
 
 rule rotation_block:
     input:
-        store=lambda w: store_path(w.model, w.condition),
+        store=activation_store,
     output:
         table=f"{RESULTS}/{{model}}/rotations/{{condition}}/blocks/{{block}}.parquet",
         traj=f"{RESULTS}/{{model}}/rotations/{{condition}}/blocks/{{block}}.traj.parquet",
         null=f"{RESULTS}/{{model}}/rotations/{{condition}}/blocks/{{block}}.null.parquet",
+    log:
+        f"{RESULTS}/logs/{{model}}/rotation_block/{{condition}}/{{block}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/{{model}}/rotation_block/{{condition}}/{{block}}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=rotation_block_memory,
+        runtime=30,
     params:
         code=code("rotation_block.py"),
-        units=lambda w: unit_range(w.model, w.block),
+        units=unit_block_range,
         n_shuffles=config["rotations"]["n_shuffles"],
         null=config["rotations"]["null_model"],
         trajectory=config["rotations"]["trajectory"],
         extra_nulls=[n for n in config["rotations"]["extra_nulls"] if n != config["rotations"]["null_model"]],
         seed=config["seed"],
-    log:
-        f"{RESULTS}/logs/{{model}}/rotation_block/{{condition}}/{{block}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/{{model}}/rotation_block/{{condition}}/{{block}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=lambda w, attempt: (block_mem_mb(w.model) + 1000) * attempt,
-        runtime=30,
-    conda:
-        ENV
     script:
         "../scripts/rotation_block.py"
 
 
 rule gather_rotations:
     input:
-        table=lambda w: expand(f"{RESULTS}/{w.model}/rotations/{w.condition}/blocks/{{block}}.parquet", block=unit_blocks(w.model)),
-        traj=lambda w: expand(f"{RESULTS}/{w.model}/rotations/{w.condition}/blocks/{{block}}.traj.parquet", block=unit_blocks(w.model)),
-        null=lambda w: expand(f"{RESULTS}/{w.model}/rotations/{w.condition}/blocks/{{block}}.null.parquet", block=unit_blocks(w.model)),
+        table=every_block(rules.rotation_block.output.table),
+        traj=every_block(rules.rotation_block.output.traj),
+        null=every_block(rules.rotation_block.output.null),
     output:
         table=f"{RESULTS}/{{model}}/rotations/{{condition}}.parquet",
         traj=f"{RESULTS}/{{model}}/rotations/{{condition}}.trajectories.parquet",
         null=f"{RESULTS}/{{model}}/rotations/{{condition}}.null_sample.parquet",
         summary=f"{RESULTS}/{{model}}/rotations/{{condition}}.summary.json",
-    params:
-        code=code("gather_rotations.py"),
     log:
         f"{RESULTS}/logs/{{model}}/gather_rotations/{{condition}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/{{model}}/gather_rotations/{{condition}}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=20,
-    conda:
-        ENV
+    params:
+        code=code("gather_rotations.py"),
     script:
         "../scripts/gather_rotations.py"
+
+
+rule figure2:
+    input:
+        table=rules.gather_rotations.output.table,
+        traj=rules.gather_rotations.output.traj,
+        null=rules.gather_rotations.output.null,
+    output:
+        png=report(
+            f"{RESULTS}/{{model}}/figures/fig2_{{condition}}.png",
+            caption="../workflow/report/fig2.rst",
+            category="Figure 2",
+            subcategory="{model}",
+            labels={"model": "{model}", "condition": "{condition}"},
+        ),
+        pdf=f"{RESULTS}/{{model}}/figures/fig2_{{condition}}.pdf",
+    log:
+        f"{RESULTS}/logs/{{model}}/figure2/{{condition}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/{{model}}/figure2/{{condition}}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        code=code("figure2.py"),
+        dpi=config["figures"]["dpi"],
+        example_units=config["rotations"]["example_units"],
+    script:
+        "../scripts/figure2.py"

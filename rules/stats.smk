@@ -1,74 +1,108 @@
-# §2.2-2.5 per-unit statistics (fanned out over unit blocks) and whole-vector statistics.
+# §2.2-2.5 and Fig 1: per-unit statistics (fanned out over unit blocks), whole-vector
+# statistics, and the figure drawn from their tables.
 
 
 rule unit_block_stats:
     input:
-        store=lambda w: store_path(w.model, w.condition),
+        store=activation_store,
     output:
         units=f"{RESULTS}/{{model}}/stats/{{condition}}/blocks/{{block}}.units.parquet",
         means=f"{RESULTS}/{{model}}/stats/{{condition}}/blocks/{{block}}.means.parquet",
         rdist=f"{RESULTS}/{{model}}/stats/{{condition}}/blocks/{{block}}.rdist.parquet",
-    params:
-        code=code("unit_block_stats.py"),
-        units=lambda w: unit_range(w.model, w.block),
-        mi_grid=config["analysis"]["mi_grid"],
-        correlation_pairs=config["analysis"]["correlation_pairs"],
     log:
         f"{RESULTS}/logs/{{model}}/unit_block_stats/{{condition}}/{{block}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/{{model}}/unit_block_stats/{{condition}}/{{block}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=lambda w, attempt: block_mem_mb(w.model) * attempt,
-        runtime=60,
     conda:
         ENV
+    threads: 1
+    resources:
+        mem_mb=block_memory,
+        runtime=60,
+    params:
+        code=code("unit_block_stats.py"),
+        units=unit_block_range,
+        mi_grid=config["analysis"]["mi_grid"],
+        correlation_pairs=config["analysis"]["correlation_pairs"],
     script:
         "../scripts/unit_block_stats.py"
 
 
 rule gather_unit_stats:
     input:
-        units=lambda w: expand(f"{RESULTS}/{w.model}/stats/{w.condition}/blocks/{{block}}.units.parquet", block=unit_blocks(w.model)),
-        means=lambda w: expand(f"{RESULTS}/{w.model}/stats/{w.condition}/blocks/{{block}}.means.parquet", block=unit_blocks(w.model)),
-        rdist=lambda w: expand(f"{RESULTS}/{w.model}/stats/{w.condition}/blocks/{{block}}.rdist.parquet", block=unit_blocks(w.model)),
+        units=every_block(rules.unit_block_stats.output.units),
+        means=every_block(rules.unit_block_stats.output.means),
+        rdist=every_block(rules.unit_block_stats.output.rdist),
     output:
         units=f"{RESULTS}/{{model}}/stats/{{condition}}/units.parquet",
         means=f"{RESULTS}/{{model}}/stats/{{condition}}/means.parquet",
         rdist=f"{RESULTS}/{{model}}/stats/{{condition}}/correlation_distribution.parquet",
-    params:
-        code=code("concat_tables.py"),
     log:
         f"{RESULTS}/logs/{{model}}/gather_unit_stats/{{condition}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/{{model}}/gather_unit_stats/{{condition}}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=20,
-    conda:
-        ENV
+    params:
+        code=code("gather_unit_stats.py"),
     script:
-        "../scripts/concat_tables.py"
+        "../scripts/gather_unit_stats.py"
 
 
 rule vector_stats:
     input:
-        store=lambda w: store_path(w.model, w.condition),
+        store=activation_store,
     output:
         transitions=f"{RESULTS}/{{model}}/stats/{{condition}}/transitions.parquet",
         sublayers=f"{RESULTS}/{{model}}/stats/{{condition}}/sublayers.parquet",
-    params:
-        code=code("vector_stats.py"),
     log:
         f"{RESULTS}/logs/{{model}}/vector_stats/{{condition}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/{{model}}/vector_stats/{{condition}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=lambda w, attempt: block_mem_mb(w.model) * attempt,
-        runtime=30,
     conda:
         ENV
+    threads: 1
+    resources:
+        mem_mb=block_memory,
+        runtime=30,
+    params:
+        code=code("vector_stats.py"),
     script:
         "../scripts/vector_stats.py"
+
+
+rule figure1:
+    input:
+        units=rules.gather_unit_stats.output.units,
+        means=rules.gather_unit_stats.output.means,
+        rdist=rules.gather_unit_stats.output.rdist,
+        transitions=rules.vector_stats.output.transitions,
+        sublayers=rules.vector_stats.output.sublayers,
+    output:
+        png=report(
+            f"{RESULTS}/{{model}}/figures/fig1_{{condition}}.png",
+            caption="../workflow/report/fig1.rst",
+            category="Figure 1",
+            subcategory="{model}",
+            labels={"model": "{model}", "condition": "{condition}"},
+        ),
+        pdf=f"{RESULTS}/{{model}}/figures/fig1_{{condition}}.pdf",
+    log:
+        f"{RESULTS}/logs/{{model}}/figure1/{{condition}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/{{model}}/figure1/{{condition}}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        code=code("figure1.py"),
+        dpi=config["figures"]["dpi"],
+    script:
+        "../scripts/figure1.py"

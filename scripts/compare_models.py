@@ -5,7 +5,8 @@ pin_threads(snakemake)  # first: numpy/torch read the thread settings when they 
 
 import pandas as pd
 
-from transformer_dynamics import plotting
+from transformer_dynamics import plot_models
+from transformer_dynamics.plotting import save
 
 with rule_logging(snakemake):
     i, models = snakemake.input, snakemake.params.models
@@ -13,5 +14,5 @@ with rule_logging(snakemake):
         m: {k: pd.read_parquet(i[k][j]) for k in ("units", "transitions", "rotations", "n_pcs")}
         for j, m in enumerate(models)
     }
-    fig = plotting.figure_compare_models(tables)
-    plotting.save(fig, snakemake.output.png, snakemake.output.pdf, snakemake.params.dpi)
+    fig = plot_models.figure_compare_models(tables)
+    save(fig, snakemake.output.png, snakemake.output.pdf, snakemake.params.dpi)

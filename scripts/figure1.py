@@ -5,11 +5,12 @@ pin_threads(snakemake)  # first: numpy/torch read the thread settings when they 
 
 import pandas as pd
 
-from transformer_dynamics import plotting
+from transformer_dynamics import plot_stats
+from transformer_dynamics.plotting import save
 
 with rule_logging(snakemake):
     t = {k: pd.read_parquet(v) for k, v in snakemake.input.items()}
     w = snakemake.wildcards
-    fig = plotting.figure1(t["units"], t["means"], t["rdist"], t["transitions"], t["sublayers"],
+    fig = plot_stats.figure1(t["units"], t["means"], t["rdist"], t["transitions"], t["sublayers"],
                            f"{w.model}, {w.condition} tokens: residual-stream statistics (Fig. 1B-H)")
-    plotting.save(fig, snakemake.output.png, snakemake.output.pdf, snakemake.params.dpi)
+    save(fig, snakemake.output.png, snakemake.output.pdf, snakemake.params.dpi)

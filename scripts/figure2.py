@@ -5,14 +5,15 @@ pin_threads(snakemake)  # first: numpy/torch read the thread settings when they 
 
 import pandas as pd
 
-from transformer_dynamics import plotting
+from transformer_dynamics import plot_rotations
+from transformer_dynamics.plotting import save
 
 with rule_logging(snakemake):
     w = snakemake.wildcards
-    fig = plotting.figure2(
+    fig = plot_rotations.figure2(
         pd.read_parquet(snakemake.input.table), pd.read_parquet(snakemake.input.traj),
         pd.read_parquet(snakemake.input.null),
         f"{w.model}, {w.condition} tokens: unit phase portraits and rotations (Fig. 2)",
         snakemake.params.example_units,
     )
-    plotting.save(fig, snakemake.output.png, snakemake.output.pdf, snakemake.params.dpi)
+    save(fig, snakemake.output.png, snakemake.output.pdf, snakemake.params.dpi)

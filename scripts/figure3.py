@@ -5,10 +5,11 @@ pin_threads(snakemake)  # first: numpy/torch read the thread settings when they 
 
 import pandas as pd
 
-from transformer_dynamics import plotting
+from transformer_dynamics import plot_autoencoder
+from transformer_dynamics.plotting import save
 
 with rule_logging(snakemake):
     i, w = snakemake.input, snakemake.wildcards
-    fig = plotting.figure3(pd.read_csv(i.curve), pd.read_parquet(i.codes), pd.read_parquet(i.distances),
+    fig = plot_autoencoder.figure3(pd.read_csv(i.curve), pd.read_parquet(i.codes), pd.read_parquet(i.distances),
                            pd.read_parquet(i.explained), f"{w.model}, {w.condition} tokens: compressing autoencoder (Fig. 3)")
-    plotting.save(fig, snakemake.output.png, snakemake.output.pdf, snakemake.params.dpi)
+    save(fig, snakemake.output.png, snakemake.output.pdf, snakemake.params.dpi)

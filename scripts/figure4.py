@@ -5,13 +5,14 @@ pin_threads(snakemake)  # first: numpy/torch read the thread settings when they 
 
 import pandas as pd
 
-from transformer_dynamics import plotting
+from transformer_dynamics import plot_pca
+from transformer_dynamics.plotting import save
 
 with rule_logging(snakemake):
     i, w = snakemake.input, snakemake.wildcards
     tele = pd.read_parquet(i.teleport) if i.get("teleport") else None
-    fig = plotting.figure4(pd.read_parquet(i.traj), pd.read_parquet(i.spectrum), pd.read_parquet(i.spectra),
+    fig = plot_pca.figure4(pd.read_parquet(i.traj), pd.read_parquet(i.spectrum), pd.read_parquet(i.spectra),
                            pd.read_parquet(i.n_pcs), pd.read_parquet(i.control), tele,
                            f"{w.model}, {w.condition} tokens: PCA trajectories and perturbations (Fig. 4)",
                            snakemake.params.arrow_steps)
-    plotting.save(fig, snakemake.output.png, snakemake.output.pdf, snakemake.params.dpi)
+    save(fig, snakemake.output.png, snakemake.output.pdf, snakemake.params.dpi)

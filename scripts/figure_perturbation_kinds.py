@@ -5,10 +5,11 @@ pin_threads(snakemake)  # first: numpy/torch read the thread settings when they 
 
 import pandas as pd
 
-from transformer_dynamics import plotting
+from transformer_dynamics import plot_pca
+from transformer_dynamics.plotting import save
 
 with rule_logging(snakemake):
     w = snakemake.wildcards
     metrics = pd.concat([pd.read_parquet(p) for p in snakemake.input.metrics], ignore_index=True)
-    fig = plotting.figure_perturbation_kinds(metrics, f"{w.model}, {w.condition}: recovery after perturbations")
-    plotting.save(fig, snakemake.output.png, snakemake.output.pdf, snakemake.params.dpi)
+    fig = plot_pca.figure_perturbation_kinds(metrics, f"{w.model}, {w.condition}: recovery after perturbations")
+    save(fig, snakemake.output.png, snakemake.output.pdf, snakemake.params.dpi)

@@ -5,22 +5,15 @@ pin_threads(snakemake)  # first: numpy/torch read the thread settings when they 
 
 import json
 
-import pandas as pd
-
 from transformer_dynamics import rotations
+from transformer_dynamics.tables import concat_blocks
 
 with rule_logging(snakemake):
-    for name in ("table", "traj", "null"):
-        pd.concat([pd.read_parquet(p) for p in snakemake.input[name]], ignore_index=True).to_parquet(
-            snakemake.output[name], index=False
-        )
-    table = pd.read_parquet(snakemake.output.table)
-    table["q_value"] = rotations.benjamini_hochberg(table["p_value"].to_numpy())
-    for pfx in rotations.EXTRA_PREFIX.values():
-        if f"{pfx}_p_value" in table:
-            table[f"{pfx}_q_value"] = rotations.benjamini_hochberg(table[f"{pfx}_p_value"].to_numpy())
-    table.to_parquet(snakemake.output.table, index=False)
-    summary = rotations.rotation_summary(table)
+    tables = {name: concat_blocks(snakemake.input[name]) for name in ("table", "traj", "null")}
+    rotations.add_q_values(tables["table"])
+    for name, table in tables.items():
+        table.to_parquet(snakemake.output[name], index=False)
+    summary = rotations.rotation_summary(tables["table"])
     with open(snakemake.output.summary, "w") as fh:
         json.dump(summary, fh, indent=2)
     print(json.dumps(summary, indent=2))

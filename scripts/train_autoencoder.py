@@ -6,25 +6,18 @@ pin_threads(snakemake)  # first: numpy/torch read the thread settings when they 
 import torch
 
 from transformer_dynamics import autoencoder as cae
-from transformer_dynamics import store
 from transformer_dynamics.models import resolve_device
+from transformer_dynamics.store import ActivationStore
 
 with rule_logging(snakemake):
     c, out = snakemake.params.cae, snakemake.output
-    g = store.open_store(snakemake.input.store)
-    rs = store.checked(g)  # reads fail on a missing or corrupted chunk
-    cfg = cae.CAEConfig(d_bottleneck=c["d_bottleneck"], k=c["k"], lr=c["lr"], max_epochs=c["max_epochs"],
-                        patience=c["patience"], batch_size=c["batch_size"], scaling=c["scaling"],
-                        seed=snakemake.params.seed)
-    splits = cae.split_samples(rs.shape[0], c["split"], snakemake.params.seed)
-    read = cae.store_reader(rs, int(g.attrs["sample_chunk"]))
-    device = resolve_device(c["device"])
-    model, scaler, curve = cae.train_cae(read, splits, rs.shape[2], cfg, device)
-    curve.to_csv(out.curve, index=False)
-    codes, ev = cae.encode_and_score(model, scaler, read, splits["test"], device)
-    codes.to_parquet(out.codes, index=False)
-    ev.to_parquet(out.explained, index=False)
-    cae.bottleneck_distances(codes).to_parquet(out.distances, index=False)
-    torch.save(cae.checkpoint(model.cpu(), scaler, cfg, {"splits": {k: v.tolist() for k, v in splits.items()},
-                                                        "store": snakemake.input.store}), out.checkpoint)
-    print(ev.to_string())
+    acts = ActivationStore(snakemake.input.store)  # reads fail on a missing or corrupted chunk
+    saved, tables = cae.train_and_evaluate(
+        acts.sample_reader(), acts.n_samples, acts.d_model, c, snakemake.params.seed, resolve_device(c["device"]),
+        extra={"store": snakemake.input.store},
+    )
+    tables["curve"].to_csv(out.curve, index=False)
+    for name in ("codes", "explained", "distances"):
+        tables[name].to_parquet(out[name], index=False)
+    torch.save(saved, out.checkpoint)
+    print(tables["explained"].to_string())

@@ -3,12 +3,11 @@ from transformer_dynamics.rulelog import pin_threads, rule_logging
 
 pin_threads(snakemake)  # first: numpy/torch read the thread settings when they load
 
-from transformer_dynamics import store, unit_stats
+from transformer_dynamics import unit_stats
+from transformer_dynamics.store import ActivationStore
 
 with rule_logging(snakemake):
-    g = store.open_store(snakemake.input.store)
-    labels = list(g["sublayer"][:])
-    chunks = (rs for _, rs in store.iter_samples(g))
-    transitions, sublayers = unit_stats.vector_stats(chunks, labels)
+    acts = ActivationStore(snakemake.input.store)
+    transitions, sublayers = unit_stats.vector_stats(acts.chunks(), acts.labels)
     transitions.to_parquet(snakemake.output.transitions, index=False)
     sublayers.to_parquet(snakemake.output.sublayers, index=False)

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from transformer_dynamics.capture import (
-    ResidualCapture,
     UnsupportedArchitectureError,
     capture_last_token,
     check_finite,
@@ -15,8 +14,8 @@ from transformer_dynamics.capture import (
     decoder_layers,
     get_arch,
     length_sorted_batches,
-    sublayer_labels,
 )
+from transformer_dynamics.sublayers import sublayer_labels
 
 from conftest import make_tiny_model, random_sequences
 

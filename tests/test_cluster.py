@@ -15,7 +15,6 @@ import re
 import shlex
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from scipy import stats
 
 from transformer_dynamics import findings as F
-from transformer_dynamics.capture import sublayer_labels
+from transformer_dynamics.sublayers import sublayer_labels
 from transformer_dynamics.unit_stats import transition_table
 
-TH = {**F.DEFAULT_THRESHOLDS, "n_boot": 200}
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
+# the thresholds' defaults live in the schema only
+DEFAULTS = {k: v["default"] for k, v in yaml.safe_load(SCHEMA.read_text())["properties"]["findings"]["properties"].items()}
+TH = {**DEFAULTS, "n_boot": 200}
 
 
 def units_table(r_fn, mi_fn, layers=8, units=40, seed=0):
@@ -29,17 +34,17 @@ def units_table(r_fn, mi_fn, layers=8, units=40, seed=0):
 
 def test_correlation_and_mi_verdicts():
     rising = units_table(lambda t: 0.85 + 0.1 * t.depth + (0.03 if t.type == "within" else 0), lambda t: 1 - t.depth)
-    fs = {f.key: f for f in F.correlation_finding({"original": rising}, TH) + F.mi_finding({"original": rising}, TH)}
+    fs = {f.key: f for f in F.correlation_finding(rising, TH) + F.mi_finding(rising, TH)}
     assert fs["F1a"].verdict == F.HOLDS and fs["F1b"].verdict == F.HOLDS and fs["F1c"].verdict == F.HOLDS
     assert fs["F1b"].ci_low > 0 and fs["F3"].verdict == F.HOLDS
     falling = units_table(lambda t: 0.7 - 0.3 * t.depth - (0.05 if t.type == "within" else 0), lambda t: t.depth)
-    fs = {f.key: f for f in F.correlation_finding({"original": falling}, TH) + F.mi_finding({"original": falling}, TH)}
+    fs = {f.key: f for f in F.correlation_finding(falling, TH) + F.mi_finding(falling, TH)}
     assert fs["F1a"].verdict == F.FAILS and fs["F1b"].verdict == F.FAILS and fs["F1c"].verdict == F.FAILS
     assert fs["F3"].verdict == F.FAILS
     flat = units_table(lambda t: 0.9, lambda t: 0.5).assign(pearson_r=0.9)  # no trend at all
     with warnings.catch_warnings():
         warnings.simplefilter("error", stats.ConstantInputWarning)  # constant input: NaN, no warning leaks
-        assert F.correlation_finding({"original": flat}, TH)[1].verdict == F.INCONCLUSIVE
+        assert F.correlation_finding(flat, TH)[1].verdict == F.INCONCLUSIVE
 
 
 def test_rotation_verdicts_against_nulls():
@@ -48,7 +53,7 @@ def test_rotation_verdicts_against_nulls():
     rot = pd.DataFrame({"unit": range(n), "abs_R": 10 + rng.normal(size=n), "null_abs_mean": 2.5, "null": "points",
                         "p_value": 0.001, "q_value": 0.001, "incr_null_abs_mean": 10 + rng.normal(size=n),
                         "incr_q_value": 0.5})
-    f = {x.key: x for x in F.rotation_finding({"original": rot}, TH)}
+    f = {x.key: x for x in F.rotation_finding(rot, TH)}
     assert f["F4a"].verdict == F.HOLDS
     assert f["F4b"].verdict != F.HOLDS  # no better than the increment surrogate
 
@@ -81,12 +86,12 @@ def test_table_shows_nulls_bounds_undefined_values_and_keeps_row_order():
     k[3] = 18
     n_pcs = pd.DataFrame({"sublayer_index": range(S), "sublayer": sublayer_labels(S // 2), "n_pcs_90": k})
     spectrum = pd.DataFrame({"component": range(1, 21), "cumulative": np.arange(1, 21) / 40})
-    f = {x.key: x for x in F.dimensionality_finding(n_pcs, means, spectrum, TH) + F.rotation_finding({"original": rot}, TH)}
+    f = {x.key: x for x in F.dimensionality_finding(n_pcs, means, spectrum, TH) + F.rotation_finding(rot, TH)}
     assert f["F5a"].bound == ">" and f["F5a"].value == pytest.approx(21 / 50) and f["F5a"].verdict == F.FAILS
     assert np.isnan(f["F5b"].value) and f["F5b"].verdict == F.INCONCLUSIVE and f["F5b"].ci_low is None
     tr = pd.DataFrame({"depth": np.linspace(0, 1, 11), "velocity_mean": np.arange(1, 12.0), "cosine_mean": np.arange(11.0)})
     sub = pd.DataFrame({"depth": np.linspace(0, 1, 12), "norm_mean": np.exp(np.linspace(0, 1, 12) ** 2)})
-    f2 = F.magnitude_finding({"original": tr}, {"original": sub}, TH)
+    f2 = F.magnitude_finding(tr, sub, TH)
     assert [x.key for x in f2] == ["F2a", "F2b", "F2c", "F2d"]
     md = F.findings_markdown({"m": [x.to_dict() for x in f2[::-1] + list(f.values())]})
     rows = [line.split(":")[0].strip("| ") for line in md.splitlines()[2:]]
@@ -96,3 +101,36 @@ def test_table_shows_nulls_bounds_undefined_values_and_keeps_row_order():
     assert "**does not hold**: >0.42; null:" in line["F5a"] and "90 % not reached within the 20 computed PCs" in line["F5a"]
     assert "**inconclusive**: n/a (undefined: only 1 of 12 sublayers reach 90 % within 20 PCs)" in line["F5b"]
     assert "[" not in line["F5b"].split("|")[-2]
+
+
+def test_each_condition_is_tested_as_primary_with_the_other_as_its_control():
+    rising = units_table(lambda t: 0.85 + 0.1 * t.depth + (0.03 if t.type == "within" else 0), lambda t: 1 - t.depth)
+    falling = units_table(lambda t: 0.7 - 0.3 * t.depth - (0.05 if t.type == "within" else 0), lambda t: t.depth)
+    S, rng = 12, np.random.default_rng(0)
+    rot = pd.DataFrame({"unit": range(50), "abs_R": 10 + rng.normal(size=50), "null_abs_mean": 2.5, "null": "points",
+                        "p_value": 0.001, "q_value": 0.001})
+    common = {
+        "transitions": pd.DataFrame({"depth": np.linspace(0, 1, 11), "velocity_mean": np.arange(1, 12.0),
+                                     "cosine_mean": np.arange(11.0)}),
+        "sublayers": pd.DataFrame({"depth": np.linspace(0, 1, 12), "norm_mean": np.exp(np.linspace(0, 1, 12))}),
+        "n_pcs": pd.DataFrame({"sublayer_index": range(S), "sublayer": sublayer_labels(S // 2),
+                               "n_pcs_90": np.linspace(60, 5, S)}),
+        "means": pd.DataFrame({"unit": np.tile(range(50), S), "sublayer_index": np.repeat(range(S), 50), "sd": 1.0}),
+        "spectrum": pd.DataFrame({"component": range(1, 51), "cumulative": np.minimum(1, np.arange(1, 51) / 4)}),
+    }
+    tables = {"original": {**common, "units": rising, "rotations": rot},
+              "shuffled": {**common, "units": falling, "rotations": rot.assign(abs_R=3.0)}}
+    out = F.model_findings(tables, TH)
+    assert list(out) == ["original", "shuffled"]
+    orig, shuf = ({f.key: f for f in out[c]} for c in out)
+    # the tested condition's own numbers, not the original's, when the shuffled one is tested
+    assert orig["F1a"].value == pytest.approx(rising["pearson_r"].median())
+    assert shuf["F1a"].value == pytest.approx(falling["pearson_r"].median()) and shuf["F1a"].verdict == F.FAILS
+    # the control is the other condition, named as such
+    assert orig["F1a"].control["shuffled_median_r"] == pytest.approx(falling["pearson_r"].median())
+    assert shuf["F1a"].control["original_median_r"] == pytest.approx(rising["pearson_r"].median())
+    assert shuf["F4a"].value == 3.0 and orig["F4a"].control["shuffled_tokens_mean_abs_R"] == 3.0
+    assert "F5c" not in orig  # no teleport table, no perturbation finding
+    alone = F.model_findings({"shuffled": tables["shuffled"]}, TH)["shuffled"]
+    assert not any(k.startswith("original") for f in alone for k in f.control)
+    assert F.findings_key("original") == "findings" and F.findings_key("shuffled") == "findings_shuffled"

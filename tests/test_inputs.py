@@ -187,8 +187,8 @@ def test_code_hash_follows_imports_and_ignores_comments(tmp_path, monkeypatch):
     shutil.copytree(provenance.PACKAGE_DIR, pkg, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(provenance, "PACKAGE_DIR", pkg)
     assert provenance.module_closure(["extraction"]) == ["__init__", "capture", "extraction", "models",
-                                                         "progress", "provenance", "store"]
-    before = {m: provenance.code_sha256([m]) for m in ("extraction", "pca", "plotting")}
+                                                         "progress", "provenance", "store", "sublayers"]
+    before = {m: provenance.code_sha256([m]) for m in ("extraction", "pca", "plot_pca")}
     with open(pkg / "store.py", "a") as fh:
         fh.write("\n# a comment and blank lines change nothing\n\n")
     assert {m: provenance.code_sha256([m]) for m in before} == before
@@ -196,4 +196,4 @@ def test_code_hash_follows_imports_and_ignores_comments(tmp_path, monkeypatch):
         fh.write("\nEXTRA = 1\n")
     after = {m: provenance.code_sha256([m]) for m in before}
     assert after["extraction"] != before["extraction"]  # extraction imports store
-    assert after["plotting"] == before["plotting"]
+    assert after["plot_pca"] == before["plot_pca"]  # figures never import the store

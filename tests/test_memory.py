@@ -11,7 +11,7 @@ import tracemalloc
 import numpy as np
 
 from transformer_dynamics import pca, store, unit_stats
-from transformer_dynamics.capture import sublayer_labels
+from transformer_dynamics.sublayers import sublayer_labels
 
 LAYERS, D = 10, 512
 

@@ -104,3 +104,24 @@ def test_p_values_and_bh():
     q = R.benjamini_hochberg(np.array([0.01, 0.04, 0.03, 0.5]))
     # sorted p .01 .03 .04 .5 -> p*n/rank .04 .06 .0533 .5 -> running min from the right
     np.testing.assert_allclose(q, [0.04, 0.16 / 3, 0.16 / 3, 0.5])
+
+
+def test_block_tables_draw_permutations_once_and_keep_the_first_nulls():
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(30, 10, 4)).cumsum(axis=1)
+    t = R.rotation_block_tables(a, 5, 40, "points", "mean", seed=3, extra_nulls=("increments",), n_null_kept=6)
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(t["table"], R.unit_rotation_table(a, 5, 40, "points", "mean", 3, ("increments",)))
+    mean = a.mean(axis=0)
+    assert list(t["traj"].columns) == ["unit", "sublayer_index", "a_mean"]
+    np.testing.assert_array_equal(t["traj"]["a_mean"].to_numpy().reshape(4, 10), mean.T)
+    # the kept null values are the first draws of each unit's own permutations (units 5..8)
+    first = np.stack([R.unit_permutations(u, 40, 10, seed=3)[:6] for u in range(5, 9)])
+    np.testing.assert_array_equal(t["null"]["R_null"].to_numpy(), R.null_rotations(mean.T, first, "points").ravel())
+    np.testing.assert_array_equal(t["null"]["unit"].to_numpy(), np.repeat(np.arange(5, 9), 6))
+    # gathered q-values are BH over all units, and the summary uses them
+    table = R.add_q_values(t["table"].copy())
+    np.testing.assert_array_equal(table["q_value"], R.benjamini_hochberg(table["p_value"].to_numpy()))
+    np.testing.assert_array_equal(table["incr_q_value"], R.benjamini_hochberg(table["incr_p_value"].to_numpy()))
+    assert R.rotation_summary(table) == R.rotation_summary(t["table"])

@@ -10,7 +10,8 @@ import pytest
 import xarray as xr
 
 from transformer_dynamics import extraction, store
-from transformer_dynamics.capture import NonFiniteActivationError, sublayer_labels
+from transformer_dynamics.capture import NonFiniteActivationError
+from transformer_dynamics.sublayers import sublayer_labels
 from transformer_dynamics.models import LoadedModel
 
 from conftest import make_tiny_model, random_sequences
@@ -292,3 +293,29 @@ def test_resume_with_the_same_content_resumes(tmp_path, monkeypatch):
     stats = run(tmp_path / "r.zarr", seqs, log=log)
     assert "resuming" in log.getvalue() and stats["chunks_computed"] == 2
     assert store.open_store(tmp_path / "r.zarr").attrs["code_sha256"]
+
+
+def test_activation_store_face_reads_through_the_checked_readers(tmp_path):
+    seqs = random_sequences(np.random.default_rng(8), 10)
+    path = tmp_path / "s.zarr"
+    run(path, seqs)
+    acts = store.ActivationStore(path)
+    full = store.open_store(path)["rs"][:]
+    N, S, D = full.shape
+    assert (acts.n_samples, acts.n_sublayers, acts.n_layers, acts.d_model) == (N, S, S // 2, D)
+    assert acts.labels == sublayer_labels(S // 2) and acts.sample_chunk == 4
+    np.testing.assert_array_equal(acts.units(8, 20), full[:, :, 8:20])
+    np.testing.assert_array_equal(acts.layer_input(1), full[:, 2])  # L01.attn is row 2
+    np.testing.assert_array_equal(acts.sublayer(3), full[:, 3])
+    np.testing.assert_array_equal(np.concatenate(list(acts.chunks())), full)
+    np.testing.assert_array_equal(np.concatenate(list(acts.chunks(slice(1, 3)))), full[:, 1:3])
+    read = acts.sample_reader()
+    got = dict(pair for ids, vecs in read(np.array([9, 0, 5])) for pair in zip(ids, vecs))
+    assert sorted(got) == [0, 5, 9] and all(np.array_equal(got[i], full[i]) for i in got)
+    damage(path, (1, 0, 2), "delete")  # samples 4-7, units 16-23
+    acts = store.ActivationStore(path)
+    for read_bad in (lambda: acts.units(16, 24), lambda: list(acts.chunks()), lambda: acts.layer_input(1),
+                     lambda: list(acts.sample_reader()(np.array([5])))):
+        with pytest.raises(store.StoreIntegrityError, match=r"chunk 1\.0\.2 \(rs/c/1/0/2\) is missing"):
+            read_bad()
+    np.testing.assert_array_equal(acts.units(0, 16), full[:, :, :16])  # untouched blocks still read

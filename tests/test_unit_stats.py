@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from transformer_dynamics import unit_stats
-from transformer_dynamics.capture import sublayer_labels
+from transformer_dynamics.sublayers import sublayer_labels
 
 
 def test_transition_table_types():
@@ -69,3 +69,19 @@ def test_block_fan_out_equals_single_block():
     joined = pd.concat(parts).sort_values(["transition", "unit"]).reset_index(drop=True)
     whole = whole.sort_values(["transition", "unit"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(joined, whole, check_exact=False, rtol=1e-12)
+
+
+@pytest.mark.parametrize("pairs", ["consecutive", "all"])
+def test_unit_block_tables_compute_r_once_and_agree_with_the_parts(pairs):
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(80, 6, 5)).cumsum(axis=1)
+    labels = sublayer_labels(3)
+    t = unit_stats.unit_block_tables(a, labels, 7, mi_grid=64, correlation_pairs=pairs)
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(t["units"], unit_stats.block_unit_table(a, labels, 7, mi_grid=64), rtol=1e-12)
+    pd.testing.assert_frame_equal(t["means"], unit_stats.unit_means(a, labels, 7))
+    tr = unit_stats.transition_table(labels, pairs)
+    r = unit_stats.pearson(a, tr["src"].to_numpy(), tr["dst"].to_numpy())
+    pd.testing.assert_frame_equal(t["rdist"], unit_stats.correlation_distribution(r, 7))
+    assert len(tr) == (5 if pairs == "consecutive" else 15)

@@ -97,37 +97,8 @@ def split_samples(n: int, fractions: Sequence[float], seed: int) -> dict[str, np
 
 
 ChunkReader = Callable[..., Iterator[tuple[np.ndarray, np.ndarray]]]
-
-
-def store_reader(rs: Any, chunk: int, in_memory_mb: float = 1000.0) -> ChunkReader:
-    """Reader over a Zarr ``rs`` array: yields ``(sample_ids, vectors (n, S, D))`` for requested samples.
-
-    Reads whole sample chunks (in random order when ``rng`` is given) and keeps the requested rows.
-    An array of at most ``in_memory_mb`` is read once, on first use, and served from memory
-    (the same blocks in the same order: training is unchanged, each epoch saves a pass of
-    decompression); a larger one is streamed from the store every epoch.
-    """
-    nbytes = int(np.prod(rs.shape)) * 4
-    held: list[np.ndarray] = []
-
-    def block_of(c: int) -> np.ndarray:
-        s0, s1 = c * chunk, min(rs.shape[0], (c + 1) * chunk)
-        if nbytes <= in_memory_mb * 1e6:
-            if not held:
-                held.append(np.asarray(rs[:], dtype=np.float32))
-            return held[0][s0:s1]
-        return np.asarray(rs[s0:s1], dtype=np.float32)
-
-    def read(samples: np.ndarray, rng: np.random.Generator | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        samples = np.asarray(samples)
-        chunks = np.unique(samples // chunk)
-        if rng is not None:
-            chunks = chunks[rng.permutation(len(chunks))]
-        for c in chunks:
-            sel = samples[(samples >= c * chunk) & (samples < (c + 1) * chunk)]
-            yield sel, block_of(int(c))[sel - c * chunk]
-
-    return read
+"""``read(samples, rng=None)`` yields ``(sample_ids, vectors (n, S, D))``; the store's is
+:meth:`transformer_dynamics.store.ActivationStore.sample_reader`."""
 
 
 class Scaler:
@@ -328,3 +299,38 @@ def checkpoint(model: CompressingAutoencoder, scaler: Scaler, cfg: CAEConfig, ex
     """Everything needed to rebuild the model: weights, widths, scaler, config."""
     return {"state_dict": model.state_dict(), "widths": model.widths, "scaler": scaler.state(),
             "config": asdict(cfg), **extra}
+
+
+def train_and_evaluate(
+    read: ChunkReader,
+    n_samples: int,
+    d_model: int,
+    settings: dict[str, Any],
+    seed: int,
+    device: str = "cpu",
+    extra: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+    """The whole of §2.7 / Fig 3 on one store: split by sequence, train, encode the test set.
+
+    Parameters
+    ----------
+    read : the store's sample reader (:meth:`~transformer_dynamics.store.ActivationStore.sample_reader`)
+    settings : config ``autoencoder:`` (``k``, ``d_bottleneck``, ``split``, ``lr``,
+        ``max_epochs``, ``patience``, ``batch_size``, ``scaling``), defaults filled in
+    extra : saved in the checkpoint beside the splits (e.g. the store's path)
+
+    Returns
+    -------
+    The checkpoint (:func:`checkpoint`, with the splits) and the tables ``curve`` (training
+    curve), ``codes`` (test-set bottleneck codes), ``explained`` (explained variance per
+    sublayer) and ``distances`` (:func:`bottleneck_distances`).
+    """
+    cfg = CAEConfig(d_bottleneck=settings["d_bottleneck"], k=settings["k"], lr=settings["lr"],
+                    max_epochs=settings["max_epochs"], patience=settings["patience"],
+                    batch_size=settings["batch_size"], scaling=settings["scaling"], seed=seed)
+    splits = split_samples(n_samples, settings["split"], seed)
+    model, scaler, curve = train_cae(read, splits, d_model, cfg, device)
+    codes, explained = encode_and_score(model, scaler, read, splits["test"], device)
+    tables = {"curve": curve, "codes": codes, "explained": explained, "distances": bottleneck_distances(codes)}
+    saved = checkpoint(model.cpu(), scaler, cfg, {"splits": {k: v.tolist() for k, v in splits.items()}, **(extra or {})})
+    return saved, tables

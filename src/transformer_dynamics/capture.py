@@ -7,7 +7,8 @@ For every layer l the paper records, at the LAST token of a sequence,
 - ``h_l^MLP`` (``resid_mid``): the residual stream after the attention block has been added,
   i.e. the input of the pre-MLP norm,
 
-interleaved into 2L "sublayers" ``L00.attn, L00.mlp, L01.attn, ...``.
+interleaved into 2L "sublayers" ``L00.attn, L00.mlp, L01.attn, ...`` (the convention lives in
+:mod:`transformer_dynamics.sublayers`).
 
 Every supported architecture maps onto this through one row of :data:`ARCHITECTURES`: where
 the decoder layers live and which module inside a layer receives ``resid_pre`` and
@@ -28,6 +29,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
+
+from .sublayers import n_sublayers, pre_attention_index, pre_mlp_index
 
 
 class UnsupportedArchitectureError(ValueError):
@@ -111,12 +114,6 @@ def decoder_layers(model: Any) -> Sequence[torch.nn.Module]:
     return getattr(model.base_model, get_arch(model).layers)
 
 
-def sublayer_labels(n_layers: int) -> list[str]:
-    """``['L00.attn', 'L00.mlp', 'L01.attn', ...]`` for ``n_layers`` layers (2L labels)."""
-    width = max(2, len(str(n_layers - 1)))
-    return [f"L{l:0{width}d}.{k}" for l in range(n_layers) for k in ("attn", "mlp")]
-
-
 def cache_argument(model: Any) -> str:
     """Name of the key/value cache argument of the base model's forward (``cache`` in
     transformers >= 5.2x, ``past_key_values`` before)."""
@@ -162,7 +159,7 @@ class ResidualCapture:
 
     @property
     def n_sublayers(self) -> int:
-        return 2 * len(self.layers)
+        return n_sublayers(len(self.layers))
 
     def _rows(self, hidden: torch.Tensor) -> torch.Tensor:
         assert self.positions is not None
@@ -204,8 +201,8 @@ class ResidualCapture:
                 )
             pre = getattr(layer, self.arch.resid_pre)
             mid = getattr(layer, self.arch.resid_mid)
-            self._handles.append(pre.register_forward_pre_hook(self._make_capture_hook(2 * l, False)))
-            self._handles.append(mid.register_forward_pre_hook(self._make_capture_hook(2 * l + 1, l == n - 1)))
+            self._handles.append(pre.register_forward_pre_hook(self._make_capture_hook(pre_attention_index(l), False)))
+            self._handles.append(mid.register_forward_pre_hook(self._make_capture_hook(pre_mlp_index(l), l == n - 1)))
         return self
 
     def __exit__(self, *exc: Any) -> None:

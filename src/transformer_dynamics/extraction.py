@@ -26,9 +26,10 @@ import numpy as np
 
 from . import store
 from .provenance import code_sha256, content_sha256
-from .capture import capture_last_token, check_finite, sublayer_labels
+from .capture import capture_last_token, check_finite
 from .models import LoadedModel
 from .progress import Progress
+from .sublayers import sublayer_labels
 
 
 def _fingerprint_parts(attrs: dict[str, Any], model_info: dict[str, Any], shape: tuple[int, ...]) -> dict[str, str]:
@@ -114,7 +115,7 @@ def extract_to_store(
         [[int(t) for t in seq] for seq in token_ids], None if texts is None else [str(t) for t in texts], int(width),
     )
     attrs["code_sha256"] = code_sha256(["extraction"])
-    shape = (len(token_ids), 2 * n_layers, loaded.info["d_model"])
+    shape = (len(token_ids), len(labels), loaded.info["d_model"])
     parts = _fingerprint_parts(attrs, loaded.info, shape)
     fp = content_sha256(store.dumps_attrs(parts))
 
@@ -154,7 +155,7 @@ def extract_to_store(
         for k, chunk in enumerate(todo):
             s0, s1 = store.chunk_bounds(group, chunk)
             seqs = [token_ids[i] for i in range(s0, s1)]
-            out = np.empty((s1 - s0, 2 * n_layers, loaded.info["d_model"]), dtype=np.float32)
+            out = np.empty((s1 - s0, len(labels), loaded.info["d_model"]), dtype=np.float32)
             for idx, rs in capture_last_token(m, seqs, max_tokens=max_tokens, pad_id=loaded.pad_id, max_batch=max_batch):
                 out[idx] = rs
             check_finite(out, np.asarray(sample_ids[s0:s1]), labels, context)

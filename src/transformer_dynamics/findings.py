@@ -1,10 +1,14 @@
 """The paper's headline findings as tests with statistics, nulls and verdicts (§1, §3).
 
-Each function reads the analysis tables of one model (both conditions where a condition
-contrast is the control) and returns a :class:`Finding`: the statistic, its value, an
-interval or p-value where one applies, the value under the paper's control and under a
-stronger null, and a verdict ``holds`` / ``does not hold`` / ``inconclusive``. Definitions
-and thresholds: docs/findings.md; thresholds come from config (``findings:``).
+Each function reads the analysis tables of one model and condition, the *primary* (the
+condition tested), and, where a condition contrast is the control, those of the *control*
+condition (the other one, if the run has it), and returns :class:`Finding` s: the statistic,
+its value, an interval or p-value where one applies, the value under the paper's control and
+under a stronger null, and a verdict ``holds`` / ``does not hold`` / ``inconclusive``.
+Control values computed on the other condition are keyed by its name (e.g.
+``shuffled_median_r`` when the original condition is tested). :func:`model_findings` tests
+every condition of a model. Definitions and thresholds: docs/findings.md; thresholds come
+from config (``findings:``; defaults in the workflow's schema).
 """
 
 from __future__ import annotations
@@ -20,12 +24,8 @@ from scipy import stats
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 
-DEFAULT_THRESHOLDS = {
-    "min_median_r": 0.8,
-    "alpha": 0.05,
-    "n_boot": 1000,
-    "min_recovery_gain": 0.1,
-}
+Control = tuple[str, pd.DataFrame]
+"""The control condition's table of the same kind: ``(condition name, table)``."""
 
 
 @dataclass
@@ -82,17 +82,22 @@ def _verdict(ok: bool, significant: bool) -> str:
     return INCONCLUSIVE
 
 
-def correlation_finding(units: dict[str, pd.DataFrame], th: dict[str, Any], seed: int = 0) -> list[Finding]:
-    """F1: successive-sublayer correlations are high (> 0.8), rise with depth, within > cross."""
-    u = units["original"]
+def correlation_finding(units: pd.DataFrame, th: dict[str, Any], seed: int = 0,
+                        control: Control | None = None) -> list[Finding]:
+    """F1: successive-sublayer correlations are high (> 0.8), rise with depth, within > cross.
+
+    ``units``: the primary condition's unit table; ``control``: the other condition's, by name.
+    """
+    u = units
     med = u.groupby("transition")["pearson_r"].median()
     depth = u.groupby("transition")["depth"].first()
     rho, lo, hi, p = _spearman_boot(depth.to_numpy(), med.to_numpy(), th["n_boot"], seed)
     ctrl = {}
-    if "shuffled" in units:
-        ms = units["shuffled"].groupby("transition")["pearson_r"].median()
-        ctrl = {"shuffled_median_r": float(units["shuffled"]["pearson_r"].median()),
-                "shuffled_depth_rho": _spearman(depth.to_numpy(), ms.to_numpy())[0]}
+    if control is not None:
+        name, cu = control
+        ms = cu.groupby("transition")["pearson_r"].median()
+        ctrl = {f"{name}_median_r": float(cu["pearson_r"].median()),
+                f"{name}_depth_rho": _spearman(depth.to_numpy(), ms.to_numpy())[0]}
     high = float(u["pearson_r"].median())
     out = [
         Finding("F1a", "successive-sublayer correlations are high (> threshold)", "median r over units x transitions",
@@ -111,10 +116,10 @@ def correlation_finding(units: dict[str, pd.DataFrame], th: dict[str, Any], seed
     return out
 
 
-def magnitude_finding(transitions: dict[str, pd.DataFrame], sublayers: dict[str, pd.DataFrame], th: dict[str, Any],
+def magnitude_finding(transitions: pd.DataFrame, sublayers: pd.DataFrame, th: dict[str, Any],
                       seed: int = 0) -> list[Finding]:
     """F2: magnitude and velocity grow with depth, steepest in the last third; cosine rises."""
-    sub, tr = sublayers["original"], transitions["original"]
+    sub, tr = sublayers, transitions
     out = []
     for key, claim, x, y in (
         ("F2a", "activation magnitude grows with depth", sub["depth"].to_numpy(), sub["norm_mean"].to_numpy()),
@@ -136,26 +141,27 @@ def magnitude_finding(transitions: dict[str, pd.DataFrame], sublayers: dict[str,
     return sorted(out, key=lambda f: _key_order(f.key))
 
 
-def mi_finding(units: dict[str, pd.DataFrame], th: dict[str, Any], seed: int = 0) -> list[Finding]:
+def mi_finding(units: pd.DataFrame, th: dict[str, Any], seed: int = 0, control: Control | None = None) -> list[Finding]:
     """F3: MI drops sharply in the early layers (first third of the transitions)."""
-    u = units["original"]
+    u = units
     mi = u.groupby("transition").agg(mi=("mi_nats", "mean"), depth=("depth", "first"), type=("type", "first"))
     early = mi[mi["depth"] <= 1 / 3]
     rho, lo, hi, p = _spearman_boot(early["depth"].to_numpy(), early["mi"].to_numpy(), th["n_boot"], seed)
     ctrl = {}
-    if "shuffled" in units:
-        ms = units["shuffled"].groupby("transition").agg(mi=("mi_nats", "mean"), depth=("depth", "first"))
+    if control is not None:
+        name, cu = control
+        ms = cu.groupby("transition").agg(mi=("mi_nats", "mean"), depth=("depth", "first"))
         e2 = ms[ms["depth"] <= 1 / 3]
-        ctrl["shuffled_early_rho"] = _spearman(e2["depth"], e2["mi"])[0]
+        ctrl[f"{name}_early_rho"] = _spearman(e2["depth"], e2["mi"])[0]
     ctrl["early_mean_mi_cross"] = float(early.loc[early["type"] == "cross", "mi"].mean())
     ctrl["early_mean_mi_within"] = float(early.loc[early["type"] == "within", "mi"].mean())
     return [Finding("F3", "MI drops sharply in early layers", "Spearman rho(depth, mean MI) over the first third",
                     rho, lo, hi, p, ctrl, _verdict(rho < 0, p < th["alpha"]))]
 
 
-def rotation_finding(rot: dict[str, pd.DataFrame], th: dict[str, Any]) -> list[Finding]:
+def rotation_finding(rot: pd.DataFrame, th: dict[str, Any], control: Control | None = None) -> list[Finding]:
     """F4: units rotate far more than layer-shuffled controls, and than stronger nulls."""
-    r = rot["original"]
+    r = rot
     paper_null = float(r["null_abs_mean"].mean())
     ctrl = {"null_points_mean_abs_R": paper_null}
     q = r["q_value"] if "q_value" in r else r["p_value"]
@@ -178,9 +184,9 @@ def rotation_finding(rot: dict[str, pd.DataFrame], th: dict[str, Any]) -> list[F
                            null_value=0.0, null_label="no excess",
                            verdict=_verdict(excess.median() > 0, p < th["alpha"]),
                            note=f"{100 * frac:.0f} % of units individually significant after BH"))
-    if "shuffled" in rot:
-        s = rot["shuffled"]
-        out[0].control["shuffled_tokens_mean_abs_R"] = float(s["abs_R"].mean())
+    if control is not None:
+        name, s = control
+        out[0].control[f"{name}_tokens_mean_abs_R"] = float(s["abs_R"].mean())
     return out
 
 
@@ -188,7 +194,7 @@ def dimensionality_finding(n_pcs: pd.DataFrame, means: pd.DataFrame, spectrum: p
                            seed: int = 0) -> list[Finding]:
     """F5a/b: trajectories are low-dimensional; later layers need fewer PCs (vs a column-permuted null)."""
     k90 = spectrum.loc[spectrum["cumulative"] >= 0.9, "component"]
-    n_comp = int(spectrum["component"].max()) if len(spectrum) else int(th.get("n_components", 100))
+    n_comp = int(spectrum["component"].max()) if len(spectrum) else int(th["n_components"])
     D = means["unit"].nunique()
     # column-permuted null: shuffling every unit over samples independently makes the
     # covariance diagonal, so the PCs are the units and k90 follows from the unit variances
@@ -237,8 +243,10 @@ def _key_order(key: str) -> tuple:
     return tuple(int(t) if t.isdigit() else t for t in re.findall(r"\d+|\D+", key))
 
 
-def perturbation_finding(metrics: pd.DataFrame, th: dict[str, Any], steps: int = 12) -> list[Finding]:
-    """F5c: mid-layer teleports return toward the control better than first/last-layer ones."""
+def perturbation_finding(metrics: pd.DataFrame, th: dict[str, Any]) -> list[Finding]:
+    """F5c: mid-layer teleports return toward the control better than first/last-layer ones,
+    ``th["recovery_steps"]`` sublayers after the teleport."""
+    steps = int(th["recovery_steps"])
     rows = {}
     for layer, g in metrics.groupby("layer"):
         g = g[g["steps_after"] <= steps].sort_values("steps_after")
@@ -253,6 +261,58 @@ def perturbation_finding(metrics: pd.DataFrame, th: dict[str, Any], steps: int =
                     f"mean distance ratio ({steps} sublayers after / at teleport), first+last minus middle layers",
                     gain, control={f"ratio_layer_{l}": v for l, v in rows.items()},
                     verdict=HOLDS if gain > th["min_recovery_gain"] else (FAILS if gain < 0 else INCONCLUSIVE))]
+
+
+def condition_findings(tables: dict[str, pd.DataFrame], control: dict[str, pd.DataFrame] | None,
+                       control_name: str | None, th: dict[str, Any], seed: int = 0) -> list[Finding]:
+    """Every finding on one condition of a model (F1-F5).
+
+    Parameters
+    ----------
+    tables : the primary condition's tables: ``units``, ``transitions``, ``sublayers``,
+        ``rotations``, ``n_pcs``, ``means``, ``spectrum`` and, if teleports ran, ``teleport``
+        (the teleport metrics)
+    control, control_name : the other condition's tables (same keys) and its name, or None
+    th : thresholds (config ``findings:`` plus ``n_components``)
+    """
+    def ctrl(key: str) -> Control | None:
+        return None if control is None else (str(control_name), control[key])
+
+    out = []
+    out += correlation_finding(tables["units"], th, seed, ctrl("units"))
+    out += magnitude_finding(tables["transitions"], tables["sublayers"], th, seed)
+    out += mi_finding(tables["units"], th, seed, ctrl("units"))
+    out += rotation_finding(tables["rotations"], th, ctrl("rotations"))
+    out += dimensionality_finding(tables["n_pcs"], tables["means"], tables["spectrum"], th, seed)
+    if "teleport" in tables:
+        out += perturbation_finding(tables["teleport"], th)
+    return out
+
+
+def model_findings(tables: dict[str, dict[str, pd.DataFrame]], th: dict[str, Any], seed: int = 0
+                   ) -> dict[str, list[Finding]]:
+    """The findings of one model, for each of its conditions (§1, §3; docs/findings.md).
+
+    Parameters
+    ----------
+    tables : ``{condition: {table name: DataFrame}}`` (names as in :func:`condition_findings`)
+
+    Returns
+    -------
+    ``{condition: findings}``: each condition tested as the primary one, with the first other
+    condition, if any, as its control.
+    """
+    out = {}
+    for c in tables:
+        others = [x for x in tables if x != c]
+        control = others[0] if others else None
+        out[c] = condition_findings(tables[c], tables[control] if control else None, control, th, seed)
+    return out
+
+
+def findings_key(condition: str) -> str:
+    """Key of a condition's findings in findings.json: ``findings`` (original) or ``findings_<condition>``."""
+    return "findings" if condition == "original" else f"findings_{condition}"
 
 
 def findings_markdown(per_model: dict[str, list[dict[str, Any]]]) -> str:

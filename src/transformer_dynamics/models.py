@@ -279,12 +279,14 @@ def _has_tokenizer(directory: Path) -> bool:
     return any((directory / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model"))
 
 
-def load_tokenizer(source: str, tokenizer: str | None = None, architecture: str | None = None) -> Any:
+def load_tokenizer(source: str, tokenizer: str | None = None, architecture: str | None = None,
+                   gguf: Path | None = None) -> Any:
     """The tokenizer of a model source (no weights are loaded).
 
     ``tokenizer`` (a path or hub id) wins when given. For ``random-init`` with an
     ``architecture`` config, tokenizer files next to that config are used if present, else
-    the embedded SmolLM2 tokenizer.
+    the embedded SmolLM2 tokenizer. ``gguf``: the source's GGUF file if the caller already
+    resolved it (:func:`load_model`), else it is resolved here.
     """
     from transformers import AutoTokenizer
 
@@ -297,7 +299,7 @@ def load_tokenizer(source: str, tokenizer: str | None = None, architecture: str 
         if name is not None:
             return AutoTokenizer.from_pretrained(name, **({} if Path(name).is_dir() else hub_kwargs(name)))
         if _is_gguf_source(source):
-            return _cached_gguf_tokenizer(_gguf_path(source))
+            return _cached_gguf_tokenizer(gguf or _gguf_path(source))
         return AutoTokenizer.from_pretrained(source, **({} if Path(source).is_dir() else hub_kwargs(source)))
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"could not load the tokenizer of '{name or source}': {exc}") from exc
@@ -381,26 +383,26 @@ def load_model(
     check_source(source)
     if source.endswith(".gguf"):
         _gguf_metadata(Path(source), set())  # a malformed header fails here, naming the file
+    # the GGUF file of an embedded, random-init (embedded architecture) or .gguf source, resolved once
+    gguf = _gguf_path(source) if _is_gguf_source(source) and not (source == "random-init" and architecture) else None
 
     try:
-        tok = load_tokenizer(source, tokenizer, architecture)
+        tok = load_tokenizer(source, tokenizer, architecture, gguf)
         if source == "random-init":
             if architecture is not None:
                 config = architecture_config(architecture, tok)
                 info["architecture"] = str(architecture)
                 arch_id = file_sha256([Path(architecture)])[:16]
             else:
-                path = _gguf_path(source)
-                config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+                config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
                 arch_id = "embedded"
             model = init_random_model(config, torch_dtype, seed, dev)
             info["weights_sha256"] = f"random-init(seed={seed}, architecture={arch_id})"
             info["init_seed"] = seed
-        elif _is_gguf_source(source):
-            path = _gguf_path(source)
-            info["weights_file"] = str(path)
-            model = _cached_gguf_model(path, torch_dtype)
-            info["weights_sha256"] = file_sha256([path])
+        elif gguf is not None:
+            info["weights_file"] = str(gguf)
+            model = _cached_gguf_model(gguf, torch_dtype)
+            info["weights_sha256"] = file_sha256([gguf])
         elif Path(source).is_dir():
             model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
             info["weights_sha256"] = file_sha256(_weights_files(Path(source)))
@@ -436,8 +438,8 @@ def load_model(
 def load_model_spec(spec: dict[str, Any]) -> LoadedModel:
     """:func:`load_model` from a ``models.<name>`` config entry (schema defaults filled in)."""
     return load_model(
-        spec["source"], spec.get("dtype", "float32"), spec.get("device", "auto"),
-        seed=spec.get("init_seed", 0), architecture=spec.get("architecture"), tokenizer=spec.get("tokenizer"),
+        spec["source"], spec["dtype"], spec["device"],
+        seed=spec["init_seed"], architecture=spec.get("architecture"), tokenizer=spec.get("tokenizer"),
     )
 
 
@@ -682,6 +684,7 @@ def spec_parameters(spec: dict[str, Any]) -> int:
 def job_memory_mb(spec: dict[str, Any], base_mb: int = 1500, factor: float = 1.15) -> int:
     """Memory request of a job that holds the model: ``factor`` x the weights in their dtype
     plus ``base_mb`` for the interpreter, torch, transformers and activations (measured in
-    docs/scale.md: peak RSS of extraction and perturbation jobs)."""
-    bytes_per = torch.finfo(DTYPES[spec.get("dtype", "float32")]).bits // 8
+    docs/scale.md: peak RSS of extraction and perturbation jobs). ``spec`` has the schema's
+    defaults filled in (its ``dtype``)."""
+    bytes_per = torch.finfo(DTYPES[spec["dtype"]]).bits // 8
     return int(base_mb + factor * spec_parameters(spec) * bytes_per / 1e6)

@@ -16,7 +16,7 @@ components needed for 90 %.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -233,3 +233,58 @@ def trajectories(chunks: Iterable[tuple[int, np.ndarray]], pca: PCAResult, k: in
             df[f"pc{j + 1}"] = Z[:, :, j].ravel()
         parts.append(df)
     return pd.concat(parts, ignore_index=True)
+
+
+def spectrum_table(res: PCAResult) -> pd.DataFrame:
+    """The global PCA's spectrum (Fig 4B): ``component`` (1-based), ``explained_variance_ratio``,
+    ``cumulative``, ``singular_value``."""
+    return pd.DataFrame({
+        "component": np.arange(1, len(res.explained_variance_ratio) + 1),
+        "explained_variance_ratio": res.explained_variance_ratio,
+        "cumulative": np.cumsum(res.explained_variance_ratio),
+        "singular_value": res.singular_values,
+    })
+
+
+def sublayer_spectra_in_groups(store: Any, n_components: int, memory_mb: int) -> pd.DataFrame:
+    """:func:`per_sublayer_spectra` of every sublayer of ``store``, in groups of sublayers whose
+    scatter matrices (or Gram vectors) fit ``memory_mb`` (:func:`sublayer_group_size`), one
+    pass over the store per group (Fig 4C).
+
+    ``store`` is an :class:`~transformer_dynamics.store.ActivationStore` (anything with
+    ``labels``, ``n_samples``, ``d_model``, ``sample_chunk`` and ``chunks(sublayers, rows)``).
+    """
+    N, S, D = store.n_samples, len(store.labels), store.d_model
+    per_group = sublayer_group_size(N, D, memory_mb)
+    rows = update_rows(store.sample_chunk)
+    parts = []
+    for s0 in range(0, S, per_group):
+        sl = slice(s0, min(S, s0 + per_group))
+        spec = per_sublayer_spectra(store.chunks(sl, rows), store.labels[sl], n_components, N)
+        spec["sublayer_index"] += s0
+        parts.append(spec)
+    return pd.concat(parts, ignore_index=True)
+
+
+def pca_tables(store: Any, n_components: int, memory_mb: int) -> tuple[PCAResult, dict[str, pd.DataFrame]]:
+    """Everything §2.8 / Fig 4A-C needs from one store, streamed over sample chunks.
+
+    ``store`` is an :class:`~transformer_dynamics.store.ActivationStore` (anything with
+    ``labels``, ``n_samples``, ``d_model``, ``sample_chunk``, ``chunks(sublayers=None, rows=None)``
+    and ``iter_samples()``). Scatter matrices are updated ~256 samples at a time (:func:`update_rows`).
+
+    Returns
+    -------
+    The global PCA (:func:`fit_pca`) and the tables ``trajectories`` (PC1-PC2 scores of every
+    sample, :func:`trajectories`), ``spectrum`` (:func:`spectrum_table`), ``sublayer_spectra``
+    (:func:`sublayer_spectra_in_groups`) and ``n_pcs`` (components for 90 % and 50 % per
+    sublayer, :func:`n_components_for`).
+    """
+    res = fit_pca(store.chunks(rows=update_rows(store.sample_chunk)), n_components)
+    spectra = sublayer_spectra_in_groups(store, n_components, memory_mb)
+    return res, {
+        "trajectories": trajectories(store.iter_samples(), res, 2),
+        "spectrum": spectrum_table(res),
+        "sublayer_spectra": spectra,
+        "n_pcs": n_components_for(spectra, 0.9).merge(n_components_for(spectra, 0.5)),
+    }

@@ -28,11 +28,8 @@ import pandas as pd
 import torch
 
 from .capture import ResidualCapture, capture_last_token
-from .depth import PAPER_LAYERS, default_layers  # noqa: F401  (re-exported)
 from .pca import PCAResult
-
-CONTROL_PROMPT = "I'm sorry, Dave. I'm afraid I can't do that."
-
+from .sublayers import pre_attention_index
 
 def teleport_grid(scores: np.ndarray, n: int = 10) -> np.ndarray:
     """``(n*n, 2)`` uniform grid over ``[min, max]`` of the PC1 and PC2 scores."""
@@ -112,7 +109,7 @@ def perturbation_rows(kind: str, layer: int, control: np.ndarray, pca: PCAResult
                       pool: np.ndarray | None, grid: int, n_random: int, noise_scale: float, seed: int
                       ) -> tuple[np.ndarray, str, np.ndarray]:
     """The vectors to apply for one kind at one layer: ``(rows, mode, targets_in_pc_plane)``."""
-    h = control[2 * layer].astype(np.float64)
+    h = control[pre_attention_index(layer)].astype(np.float64)
     if kind == "teleport":
         if scores is None:
             raise ValueError("teleport needs the PC scores of the data")
@@ -129,3 +126,74 @@ def perturbation_rows(kind: str, layer: int, control: np.ndarray, pca: PCAResult
         pick = rng.choice(len(pool), size=min(n_random, len(pool)), replace=False)
         return pool[pick].astype(np.float64), "replace", pca.transform(pool[pick], 2)
     raise ValueError(f"unknown perturbation kind {kind!r} (teleport | noise | swap)")
+
+
+def control_trajectory(model: Any, token_ids: Sequence[int], pad_id: int = 0) -> np.ndarray:
+    """The unperturbed prompt's residual vectors at its last token, ``(2L, D)``."""
+    return next(iter(capture_last_token(model, [list(token_ids)], pad_id=pad_id)))[1][0]
+
+
+def pc_plane_table(Z: np.ndarray, start: int = 0) -> pd.DataFrame:
+    """A ``(2L - start, 2)`` trajectory in the PC1-PC2 plane as ``sublayer_index``, ``pc1``, ``pc2``."""
+    return pd.DataFrame({"sublayer_index": np.arange(start, start + len(Z)), "pc1": Z[:, 0], "pc2": Z[:, 1]})
+
+
+def perturbation_runs(
+    model: Any,
+    token_ids: Sequence[int],
+    control: np.ndarray,
+    pca: PCAResult,
+    scores: np.ndarray,
+    store: Any,
+    kinds: Sequence[str],
+    layers: Sequence[int],
+    grid: int,
+    n_random: int,
+    noise_scale: float,
+    seed: int,
+    pad_id: int = 0,
+    log: Any = None,
+) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """Every perturbation of the control prompt, per kind and layer (§2.8, Fig 4D).
+
+    Parameters
+    ----------
+    control : (2L, D), the unperturbed prompt (:func:`control_trajectory`)
+    scores : (n, 2) PC1-PC2 scores of the data (the teleport grid spans their range)
+    store : an :class:`~transformer_dynamics.store.ActivationStore`; ``swap`` draws the
+        residual of other samples entering the layer from it (``store.layer_input(layer)``)
+    log : a :class:`~transformer_dynamics.progress.Progress`-like object with
+        ``update(done, note, force)``, or None
+
+    Returns
+    -------
+    ``{kind: (runs, metrics)}``: ``runs`` has one row per run x sublayer from the perturbed
+    layer on (``kind``, ``layer``, ``run``, ``sublayer_index``, ``target_pc1/2``, ``pc1/2``);
+    ``metrics`` is :func:`trajectory_metrics` per layer with ``kind`` and ``layer``.
+    """
+    out: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
+    done = 0
+    for kind in kinds:
+        runs, metrics = [], []
+        for layer in layers:
+            start = pre_attention_index(layer)
+            pool = store.layer_input(layer) if kind == "swap" else None
+            rows, mode, targets = perturbation_rows(kind, layer, control, pca, scores, pool, grid, n_random,
+                                                    noise_scale, seed)
+            res = run_edited(model, token_ids, layer, rows, mode, pad_id)
+            Z = pca.transform(res[:, start:], 2)
+            B, T, _ = Z.shape
+            runs.append(pd.DataFrame({
+                "kind": kind, "layer": layer, "run": np.repeat(np.arange(B), T),
+                "sublayer_index": np.tile(np.arange(start, start + T), B),
+                "target_pc1": np.repeat(targets[:, 0], T), "target_pc2": np.repeat(targets[:, 1], T),
+                "pc1": Z[:, :, 0].ravel(), "pc2": Z[:, :, 1].ravel(),
+            }))
+            m = trajectory_metrics(res, control, pca, start)
+            metrics.append(m.assign(kind=kind, layer=layer))
+            print(f"{kind} at layer {layer}: {B} runs, final mse_pc {m['mse_pc'].iloc[-1]:.3g}")
+            done += 1
+            if log is not None:
+                log.update(done, f"{kind} at layer {layer}", force=True)
+        out[kind] = (pd.concat(runs, ignore_index=True), pd.concat(metrics, ignore_index=True))
+    return out

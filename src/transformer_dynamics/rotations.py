@@ -91,6 +91,11 @@ def unit_permutations(unit: int, n_shuffles: int, n_points: int, seed: int) -> n
     return rng.permuted(np.tile(np.arange(n_points), (n_shuffles, 1)), axis=1)
 
 
+def block_permutations(u0: int, n_units: int, n_shuffles: int, n_points: int, seed: int) -> np.ndarray:
+    """``(n_units, n_shuffles, n_points)``: :func:`unit_permutations` of units ``u0 .. u0+n_units-1``."""
+    return np.stack([unit_permutations(u, n_shuffles, n_points, seed) for u in range(u0, u0 + n_units)])
+
+
 def null_rotations(a: np.ndarray, perms: np.ndarray, null: str = "points") -> np.ndarray:
     """R under the null for trajectories ``a (U, S)`` and permutations ``perms (U, K, S)``.
 
@@ -150,6 +155,7 @@ def unit_rotation_table(
     trajectory: str = "mean",
     seed: int = 0,
     extra_nulls: tuple[str, ...] = (),
+    perms: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Observed R and its null for a block of units.
 
@@ -159,6 +165,8 @@ def unit_rotation_table(
     u0 : global index of the block's first unit
     trajectory : ``mean`` (R of the mean trajectory over samples) or ``per_sample`` (R of each
         sample's trajectory, averaged; the null applies each permutation to every sample)
+    perms : the block's permutations ``(n_units, n_shuffles, n_sublayers)`` if already drawn
+        (:func:`block_permutations`; drawn here otherwise)
 
     Returns
     -------
@@ -171,7 +179,7 @@ def unit_rotation_table(
     a = np.asarray(a, dtype=np.float64)
     N, S, U = a.shape
     units = np.arange(u0, u0 + U)
-    perms = np.stack([unit_permutations(u, n_shuffles, S, seed) for u in units])  # (U, K, S)
+    perms = block_permutations(u0, U, n_shuffles, S, seed) if perms is None else perms  # (U, K, S)
     extra: dict[str, np.ndarray] = {}
     if trajectory == "mean":
         traj = a.mean(axis=0).T  # (U, S)
@@ -215,8 +223,16 @@ def unit_rotation_table(
 
 
 def rotation_summary(table: pd.DataFrame, alpha: float = 0.05) -> dict[str, float]:
-    """Mean |R| observed vs null, mean R, and the fraction of units significant after BH."""
-    q = benjamini_hochberg(table["p_value"].to_numpy())
+    """Mean |R| observed vs null, mean R, and the fraction of units significant after BH.
+
+    Uses the table's ``q_value`` columns when present (:func:`add_q_values`), else computes them.
+    """
+
+    def q_of(prefix: str) -> np.ndarray:
+        col = f"{prefix}q_value"
+        return table[col].to_numpy() if col in table else benjamini_hochberg(table[f"{prefix}p_value"].to_numpy())
+
+    q = q_of("")
     return {
         "n_units": int(len(table)),
         "mean_R": float(table["R"].mean()),
@@ -234,8 +250,59 @@ def rotation_summary(table: pd.DataFrame, alpha: float = 0.05) -> dict[str, floa
             if f"{pfx}_null_abs_mean" in table
         },
         **{
-            f"{pfx}_fraction_significant_bh": float((benjamini_hochberg(table[f"{pfx}_p_value"].to_numpy()) < alpha).mean())
+            f"{pfx}_fraction_significant_bh": float((q_of(f"{pfx}_") < alpha).mean())
             for pfx in EXTRA_PREFIX.values()
             if f"{pfx}_p_value" in table
         },
     }
+
+
+N_NULL_KEPT = 20  # null values kept per unit for Fig 2's histogram
+
+
+def rotation_block_tables(
+    a: np.ndarray,
+    u0: int = 0,
+    n_shuffles: int = 1000,
+    null: str = "points",
+    trajectory: str = "mean",
+    seed: int = 0,
+    extra_nulls: tuple[str, ...] = (),
+    n_null_kept: int = N_NULL_KEPT,
+) -> dict[str, pd.DataFrame]:
+    """Every rotation table of one unit block (§2.6, Fig 2); permutations drawn once.
+
+    Parameters
+    ----------
+    a : ndarray, shape (n_samples, n_sublayers, n_units): ``rs[:, :, u0:u1]``
+
+    Returns
+    -------
+    ``table``: :func:`unit_rotation_table`; ``traj``: the mean trajectory over samples,
+    long format (``unit``, ``sublayer_index``, ``a_mean``; Fig 2's portraits); ``null``: R
+    under ``null`` of the mean trajectory for the first ``n_null_kept`` permutations of each
+    unit (``unit``, ``R_null``; Fig 2's null histogram).
+    """
+    a = np.asarray(a, dtype=np.float64)
+    N, S, U = a.shape
+    perms = block_permutations(u0, U, n_shuffles, S, seed)
+    table = unit_rotation_table(a, u0, n_shuffles, null, trajectory, seed, tuple(extra_nulls), perms=perms)
+    mean = a.mean(axis=0)  # (S, U)
+    traj = pd.DataFrame({
+        "unit": np.repeat(np.arange(u0, u0 + U), S),
+        "sublayer_index": np.tile(np.arange(S), U),
+        "a_mean": mean.T.ravel(),
+    })
+    kept = null_rotations(mean.T, perms[:, :n_null_kept], null)
+    null_sample = pd.DataFrame({"unit": np.repeat(np.arange(u0, u0 + U), kept.shape[1]), "R_null": kept.ravel()})
+    return {"table": table, "traj": traj, "null": null_sample}
+
+
+def add_q_values(table: pd.DataFrame) -> pd.DataFrame:
+    """Benjamini-Hochberg q-values over all units of a gathered table: ``q_value`` for the main
+    null and ``<p>_q_value`` for each extra null present (in place; returns the table)."""
+    table["q_value"] = benjamini_hochberg(table["p_value"].to_numpy())
+    for pfx in EXTRA_PREFIX.values():
+        if f"{pfx}_p_value" in table:
+            table[f"{pfx}_q_value"] = benjamini_hochberg(table[f"{pfx}_p_value"].to_numpy())
+    return table

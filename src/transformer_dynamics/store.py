@@ -23,7 +23,8 @@ Values are stored as float32 whatever the model's dtype (the dtype is in the att
 
 Integrity: every chunk of every array carries a CRC32C checksum (codecs ``zstd`` then
 ``crc32c``), every chunk is written even when it equals the fill value, and the readers here
-(:func:`read_rs`, :func:`read_units`, :func:`iter_samples`, :func:`checked`) refuse a missing,
+(:func:`read_rs`, :func:`read_units`, :func:`iter_samples`, :func:`checked`, and
+:class:`ActivationStore`, the face the analyses use) refuse a missing,
 truncated or corrupted chunk with a :class:`StoreIntegrityError` naming the store, the array
 and the chunk, instead of returning the fill value (NaN) or a bare codec error.
 :func:`verify` re-checks a whole store; :func:`finalize` runs it before a store is declared
@@ -40,11 +41,13 @@ import shutil
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
+
+from .sublayers import kinds_of, layers_of, pre_attention_index
 
 FORMAT_VERSION = 2  # 2: CRC32C checksum on every chunk, every chunk written
 
@@ -118,8 +121,8 @@ def _create_store(
     _new_array(g, "sample", (n_samples,), ("sample",), dtype="int64", chunks=(sample_chunk,), fill_value=-1)
     _new_array(g, "corpus_index", (n_samples,), ("sample",), dtype="int64", chunks=(sample_chunk,), fill_value=-1)
     _new_array(g, "sublayer", np.array(list(sublayers), dtype=str), ("sublayer",), dtype=str)
-    _new_array(g, "layer", np.array([int(s[1:].split(".")[0]) for s in sublayers], dtype="int32"), ("sublayer",))
-    _new_array(g, "kind", np.array([s.split(".")[1] for s in sublayers], dtype=str), ("sublayer",), dtype=str)
+    _new_array(g, "layer", np.array(layers_of(sublayers), dtype="int32"), ("sublayer",))
+    _new_array(g, "kind", np.array(kinds_of(sublayers), dtype=str), ("sublayer",), dtype=str)
     _new_array(g, "unit", np.arange(d_model, dtype="int32"), ("unit",))
     _new_array(
         g, "token_ids", (n_samples, max_positions), ("sample", "position"),
@@ -321,6 +324,122 @@ def iter_samples(path_or_group: str | Path | zarr.Group, rows: int | None = None
     step = rows or rs.chunks[0]
     for s0 in range(0, rs.shape[0], step):
         yield s0, np.asarray(rs[s0 : s0 + step], dtype=np.float32)
+
+
+SampleReader = Callable[..., Iterator[tuple[np.ndarray, np.ndarray]]]
+
+
+def sample_reader(rs: Any, chunk: int, in_memory_mb: float = 1000.0) -> SampleReader:
+    """Reader over an ``rs`` array (a :class:`CheckedArray`, or anything sliceable along
+    samples): ``read(samples, rng=None)`` yields ``(sample_ids, vectors (n, S, D))`` for the
+    requested samples.
+
+    Reads whole sample chunks (in random order when ``rng`` is given) and keeps the
+    requested rows (used by the CAE, §2.7). An array of at most ``in_memory_mb`` is read
+    once, on first use, and served from memory (the same blocks in the same order: training
+    is unchanged, each epoch saves a pass of decompression); a larger one is streamed, so
+    memory is one chunk whatever N is.
+    """
+    nbytes = int(np.prod(rs.shape)) * 4
+    held: list[np.ndarray] = []
+
+    def block_of(c: int) -> np.ndarray:
+        s0, s1 = c * chunk, min(rs.shape[0], (c + 1) * chunk)
+        if nbytes <= in_memory_mb * 1e6:
+            if not held:
+                held.append(np.asarray(rs[:], dtype=np.float32))
+            return held[0][s0:s1]
+        return np.asarray(rs[s0:s1], dtype=np.float32)
+
+    def read(samples: np.ndarray, rng: np.random.Generator | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        samples = np.asarray(samples)
+        chunks = np.unique(samples // chunk)
+        if rng is not None:
+            chunks = chunks[rng.permutation(len(chunks))]
+        for c in chunks:
+            sel = samples[(samples >= c * chunk) & (samples < (c + 1) * chunk)]
+            yield sel, block_of(int(c))[sel - c * chunk]
+
+    return read
+
+
+class ActivationStore:
+    """The face of a finished activation store for the analyses (read-only).
+
+    Names what the layout holds (sublayer labels, L, D, N) and offers the three access
+    patterns the analyses use, all through the checked readers (a missing or corrupted chunk
+    raises :class:`StoreIntegrityError`, never reads as NaN):
+
+    - :meth:`units`: a unit block ``rs[:, :, u0:u1]`` for all samples (§2.2-2.6);
+    - :meth:`chunks` / :meth:`iter_samples`: whole vectors, one sample chunk at a time
+      (§2.3-2.4 vector statistics, §2.8 PCA);
+    - :meth:`sublayer`: one sublayer for all samples (e.g. the swap pool at a layer, §2.8);
+    - :meth:`sample_reader`: requested samples in chunk order (the CAE, §2.7).
+
+    Row indices follow :mod:`transformer_dynamics.sublayers`.
+    """
+
+    def __init__(self, path_or_group: str | Path | zarr.Group) -> None:
+        self.group = _as_group(path_or_group)
+        self.name = _store_name(self.group)
+        self.rs = checked(self.group)
+        self.labels: list[str] = [str(s) for s in self.group["sublayer"][:]]
+
+    @property
+    def n_samples(self) -> int:
+        """N, the number of samples."""
+        return int(self.rs.shape[0])
+
+    @property
+    def n_sublayers(self) -> int:
+        """2L, the number of capture points."""
+        return int(self.rs.shape[1])
+
+    @property
+    def n_layers(self) -> int:
+        """L, the number of decoder layers."""
+        return self.n_sublayers // 2
+
+    @property
+    def d_model(self) -> int:
+        """D, the residual width (number of units)."""
+        return int(self.rs.shape[2])
+
+    @property
+    def sample_chunk(self) -> int:
+        """Samples per Zarr chunk (the unit of extraction, resume and streaming reads)."""
+        return int(self.group.attrs["sample_chunk"])
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """Provenance attributes (model, corpus, software, ...)."""
+        return dict(self.group.attrs)
+
+    def units(self, u0: int, u1: int) -> np.ndarray:
+        """``rs[:, :, u0:u1]``, shape ``(N, 2L, u1 - u0)``, float64 (:func:`read_units`)."""
+        return read_units(self.group, u0, u1)
+
+    def sublayer(self, index: int) -> np.ndarray:
+        """``rs[:, index, :]``, shape ``(N, D)``, float32, for a row from :mod:`.sublayers`."""
+        return read_rs(self.group, (slice(None), int(index), slice(None)))
+
+    def layer_input(self, layer: int) -> np.ndarray:
+        """The residual entering ``layer`` (its pre-attention row) for all samples, ``(N, D)``."""
+        return self.sublayer(pre_attention_index(layer))
+
+    def iter_samples(self, rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """``(start, rs[start:start+rows])`` over the samples (:func:`iter_samples`)."""
+        return iter_samples(self.group, rows)
+
+    def chunks(self, sublayers: slice | None = None, rows: int | None = None) -> Iterator[np.ndarray]:
+        """Whole vectors one sample chunk (or ``rows`` samples) at a time, ``(n, 2L, D)``
+        float32 (or the rows ``sublayers`` of each chunk)."""
+        for _, rs in iter_samples(self.group, rows):
+            yield rs if sublayers is None else rs[:, sublayers]
+
+    def sample_reader(self) -> SampleReader:
+        """:func:`sample_reader` over this store's checked ``rs``."""
+        return sample_reader(self.rs, self.sample_chunk)
 
 
 def copy_into(dst: zarr.Group, src: zarr.Group, row0: int) -> None:

@@ -13,6 +13,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from .sublayers import kinds_of, layers_of
+
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 
@@ -38,7 +40,7 @@ def transition_table(labels: Sequence[str], pairs: str = "consecutive") -> pd.Da
         src, dst = np.triu_indices(S, k=1)
     else:
         raise ValueError(f"pairs must be 'consecutive' or 'all', not {pairs!r}")
-    kinds = [lab.split(".")[1] for lab in labels]
+    kinds = kinds_of(labels)
     types = [
         ("within" if kinds[i] == "attn" else "cross") if j == i + 1 else "skip" for i, j in zip(src, dst)
     ]
@@ -131,8 +133,12 @@ def block_unit_table(
     labels: Sequence[str],
     u0: int = 0,
     mi_grid: int = 128,
+    r: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """One row per unit x consecutive transition: Pearson r and MI in nats (Fig 1C, 1G).
+
+    ``r`` (shape ``(2L-1, n_units)``), when given, is the block's Pearson r over the
+    consecutive transitions, already computed (:func:`unit_block_tables`).
 
     Columns: ``unit``, ``transition``, ``from_sublayer``, ``to_sublayer``, ``type``, ``depth``,
     ``pearson_r``, ``mi_nats``, ``mean_from``, ``mean_to``.
@@ -141,7 +147,7 @@ def block_unit_table(
 
     tr = transition_table(labels, "consecutive")
     src, dst = tr["src"].to_numpy(), tr["dst"].to_numpy()
-    r = pearson(a, src, dst)
+    r = pearson(a, src, dst) if r is None else r
     mi = mi_transitions(a, src, dst, grid=mi_grid)
     means = np.asarray(a, dtype=np.float64).mean(axis=0)
     T, U = r.shape
@@ -153,6 +159,37 @@ def block_unit_table(
     out["mean_from"] = means[src].ravel()
     out["mean_to"] = means[dst].ravel()
     return out
+
+
+def unit_block_tables(
+    a: np.ndarray,
+    labels: Sequence[str],
+    u0: int = 0,
+    mi_grid: int = 128,
+    correlation_pairs: str = "consecutive",
+) -> dict[str, pd.DataFrame]:
+    """Every per-unit statistic of one unit block (§2.2-2.5, Fig 1B-D, 1G-H).
+
+    Pearson r is computed once: over the ``correlation_pairs`` transitions for the
+    distribution (Fig 1D), the consecutive ones taken from it for the unit table.
+
+    Parameters
+    ----------
+    a : ndarray, shape (n_samples, 2L, n_units): ``rs[:, :, u0:u1]``
+    labels : sublayer labels, length 2L
+
+    Returns
+    -------
+    ``{"units": block_unit_table, "means": unit_means, "rdist": correlation_distribution}``
+    """
+    tr = transition_table(labels, correlation_pairs)
+    r = pearson(a, tr["src"].to_numpy(), tr["dst"].to_numpy())
+    consecutive = r if correlation_pairs == "consecutive" else r[(tr["type"] != "skip").to_numpy()]
+    return {
+        "units": block_unit_table(a, labels, u0, mi_grid=mi_grid, r=consecutive),
+        "means": unit_means(a, labels, u0),
+        "rdist": correlation_distribution(r, u0),
+    }
 
 
 def vector_transition_values(rs: np.ndarray, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -213,8 +250,8 @@ def vector_stats(chunks: Iterable[np.ndarray], labels: Sequence[str]) -> tuple[p
         {
             "sublayer_index": np.arange(len(labels)),
             "sublayer": list(labels),
-            "layer": [int(s[1:].split(".")[0]) for s in labels],
-            "kind": [s.split(".")[1] for s in labels],
+            "layer": layers_of(labels),
+            "kind": kinds_of(labels),
             "depth": np.arange(len(labels)) / max(1, len(labels) - 1),
         }
     ).assign(**summarize(norm, "norm"))

@@ -1,0 +1,62 @@
+# §2.7 and Fig 3: the compressing autoencoder (streamed sample chunks) and the figure drawn
+# from its tables.
+
+
+rule train_autoencoder:
+    input:
+        store=activation_store,
+    output:
+        checkpoint=f"{RESULTS}/{{model}}/autoencoder/{{condition}}/checkpoint.pt",
+        curve=f"{RESULTS}/{{model}}/autoencoder/{{condition}}/training_curve.csv",
+        codes=f"{RESULTS}/{{model}}/autoencoder/{{condition}}/test_codes.parquet",
+        distances=f"{RESULTS}/{{model}}/autoencoder/{{condition}}/distances.parquet",
+        explained=f"{RESULTS}/{{model}}/autoencoder/{{condition}}/explained_variance.parquet",
+    log:
+        f"{RESULTS}/logs/{{model}}/train_autoencoder/{{condition}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/{{model}}/train_autoencoder/{{condition}}.tsv"
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=autoencoder_memory,
+        runtime=240,
+        gpu=1 if config["autoencoder"]["device"] == "cuda" else 0,
+    params:
+        code=code("train_autoencoder.py"),
+        cae=config["autoencoder"],
+        seed=config["seed"],
+    script:
+        "../scripts/train_autoencoder.py"
+
+
+rule figure3:
+    input:
+        curve=rules.train_autoencoder.output.curve,
+        codes=rules.train_autoencoder.output.codes,
+        distances=rules.train_autoencoder.output.distances,
+        explained=rules.train_autoencoder.output.explained,
+    output:
+        png=report(
+            f"{RESULTS}/{{model}}/figures/fig3_{{condition}}.png",
+            caption="../workflow/report/fig3.rst",
+            category="Figure 3",
+            subcategory="{model}",
+            labels={"model": "{model}", "condition": "{condition}"},
+        ),
+        pdf=f"{RESULTS}/{{model}}/figures/fig3_{{condition}}.pdf",
+    log:
+        f"{RESULTS}/logs/{{model}}/figure3/{{condition}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/{{model}}/figure3/{{condition}}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        code=code("figure3.py"),
+        dpi=config["figures"]["dpi"],
+    script:
+        "../scripts/figure3.py"
