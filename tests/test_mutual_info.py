@@ -71,3 +71,22 @@ def test_batched_transitions_equal_pairwise():
         want = mi_fast(a[:, src[t], :].T, a[:, dst[t], :].T)
         np.testing.assert_allclose(got[t], want, atol=1e-9)
     assert (got[:, 2] == 0).all()
+
+
+def point_mass_cases(rng):
+    """Variables in which most samples share one value (layer 0 at the last token: 936 of
+    1000 texts end in the same token), alone or on either side of the pair."""
+    mass = np.where(rng.random(N) < 0.9, 0.37, rng.normal(size=N))
+    yield "x has a point mass", mass, 0.8 * mass + 0.3 * rng.normal(size=N)
+    yield "y has a point mass", rng.normal(size=N) + 2 * mass, mass
+    two = np.where(rng.random(N) < 0.5, -1.0, np.where(rng.random(N) < 0.8, 2.0, rng.normal(size=N)))
+    yield "two masses", two, np.tanh(two) + 0.2 * rng.normal(size=N)
+
+
+def test_point_masses_agree_with_reference():
+    rng = np.random.default_rng()
+    for name, x, y in point_mass_cases(rng):
+        ref = mi_reference(x, y)
+        assert mi_fast(x[None], y[None])[0] == pytest.approx(ref, abs=0.01), name
+        a = np.stack([x, y], axis=1)[:, :, None]  # (N, 2 sublayers, 1 unit)
+        assert mi_transitions(a, np.array([0]), np.array([1]))[0, 0] == pytest.approx(ref, abs=0.01), name
