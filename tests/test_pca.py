@@ -64,16 +64,19 @@ class ChunkedStore:
     """An in-memory stand-in for an ActivationStore: what :func:`pca.pca_tables` reads."""
 
     def __init__(self, rs, chunk):
-        self.rs, self.chunk = rs, chunk
+        self.rs, self.sample_chunk = rs, chunk
         self.n_samples, self.d_model = rs.shape[0], rs.shape[2]
         self.labels = sublayer_labels(rs.shape[1] // 2)
+        self.rows_seen = set()
 
-    def iter_samples(self):
-        for s0 in range(0, self.n_samples, self.chunk):
-            yield s0, self.rs[s0 : s0 + self.chunk]
+    def iter_samples(self, rows=None):
+        step = rows or self.sample_chunk
+        self.rows_seen.add(step)
+        for s0 in range(0, self.n_samples, step):
+            yield s0, self.rs[s0 : s0 + step]
 
-    def chunks(self, sublayers=None):
-        for _, rs in self.iter_samples():
+    def chunks(self, sublayers=None, rows=None):
+        for _, rs in self.iter_samples(rows):
             yield rs if sublayers is None else rs[:, sublayers]
 
 
@@ -92,3 +95,4 @@ def test_pca_tables_in_sublayer_groups_equal_one_pass():
     assert list(one["n_pcs"].columns) == ["sublayer_index", "sublayer", "n_pcs_90", "n_pcs_50"]
     np.testing.assert_allclose(one["spectrum"]["cumulative"], np.cumsum(res.explained_variance_ratio))
     assert len(one["trajectories"]) == 30 * 8
+    assert P.update_rows(7) in st.rows_seen  # scatter matrices updated ~256 samples at a time
