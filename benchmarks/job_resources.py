@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -31,11 +31,20 @@ class Job:
     rule: str
     benchmark: str | None
     mem_mb: int | None
+    wildcards: str = ""
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
 
 
-def planned_jobs(args: list[str], workdir: Path = REPO) -> list[Job]:
-    """Every job of the workflow with its request, from ``snakemake -n --forceall``."""
-    cmd = [sys.executable, "-m", "snakemake", "-n", "--forceall", "--snakefile", str(REPO / "Snakefile"), *args]
+def _paths(block: str, key: str) -> list[str]:
+    m = re.search(rf"^\s+{key}: (.+)$", block, re.M)
+    return [p.strip() for p in m.group(1).split(",")] if m else []
+
+
+def planned_jobs(args: list[str], workdir: Path = REPO, repo: Path = REPO) -> list[Job]:
+    """Every job of the workflow with its request, benchmark file, wildcards, inputs and
+    outputs, from ``snakemake -n --forceall`` (``repo``: the checkout whose Snakefile runs)."""
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--forceall", "--snakefile", str(repo / "Snakefile"), *args]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
     if res.returncode != 0:
         raise SystemExit(f"snakemake dry run failed:\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}")
@@ -44,9 +53,11 @@ def planned_jobs(args: list[str], workdir: Path = REPO) -> list[Job]:
         m = re.match(r"(?:local)?rule (\S+):", block)
         if not m or m.group(1) == "all":
             continue
-        bench = re.search(r"^\s+benchmark: (\S+)", block, re.M)
+        bench = _paths(block, "benchmark")
         mem = re.search(r"\bmem_mb=(\d+)", block)
-        jobs.append(Job(m.group(1), bench.group(1) if bench else None, int(mem.group(1)) if mem else None))
+        wc = re.search(r"^\s+wildcards: (.+)$", block, re.M)
+        jobs.append(Job(m.group(1), bench[0] if bench else None, int(mem.group(1)) if mem else None,
+                        wc.group(1) if wc else "", _paths(block, "input"), _paths(block, "output")))
     return jobs
 
 

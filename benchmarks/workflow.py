@@ -25,56 +25,23 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@dataclass
-class Job:
-    rule: str
-    wildcards: str
-    inputs: list[str] = field(default_factory=list)
-    outputs: list[str] = field(default_factory=list)
-    benchmark: str | None = None
-
-
-def _paths(block: str, key: str) -> list[str]:
-    m = re.search(rf"^\s+{key}: (.+)$", block, re.M)
-    return [p.strip() for p in m.group(1).split(",")] if m else []
+sys.path.insert(0, str(REPO / "benchmarks"))
+from job_resources import Job, job_table, planned_jobs  # noqa: E402
 
 
 def dag_jobs(workdir: Path, args: list[str], repo: Path = REPO) -> list[Job]:
     """Every job of the workflow with its inputs, outputs and benchmark file (dry run)."""
-    cmd = [sys.executable, "-m", "snakemake", "-n", "--forceall", "--snakefile", str(repo / "Snakefile"),
-           "--directory", str(workdir), *args]
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
-    if res.returncode != 0:
-        raise SystemExit(f"snakemake dry run failed:\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}")
-    jobs = []
-    for block in re.split(r"\n(?=(?:local)?rule \S+:)", res.stdout + res.stderr):
-        m = re.match(r"(?:local)?rule (\S+):", block)
-        if not m or m.group(1) == "all":
-            continue
-        bench = _paths(block, "benchmark")
-        wc = re.search(r"^\s+wildcards: (.+)$", block, re.M)
-        jobs.append(Job(m.group(1), wc.group(1) if wc else "", _paths(block, "input"), _paths(block, "output"),
-                        bench[0] if bench else None))
-    return jobs
+    return planned_jobs(["--directory", str(workdir), *args], workdir, repo)
 
 
 def measure(jobs: list[Job], workdir: Path) -> pd.DataFrame:
-    rows = []
-    for j in jobs:
-        secs = rss = float("nan")
-        if j.benchmark and (workdir / j.benchmark).exists():
-            b = pd.read_csv(workdir / j.benchmark, sep="\t")
-            secs, rss = float(b["s"].iloc[-1]), float(b["max_rss"].iloc[-1])
-        rows.append({"rule": j.rule, "wildcards": j.wildcards, "seconds": secs, "peak_rss_mb": rss})
-    return pd.DataFrame(rows)
+    """One row per job: rule, wildcards, seconds and peak RSS from its benchmark file."""
+    return job_table(jobs, workdir).assign(wildcards=[j.wildcards for j in jobs])
 
 
 def critical_path(jobs: list[Job], seconds: list[float]) -> tuple[float, list[int]]:
