@@ -261,9 +261,12 @@ def _kde_2d_at_samples(x: torch.Tensor, y: torch.Tensor, max_grid: int = 256, ce
             width = delta * (need[sel] - 1)
             for lo, qz in ((lo_u, qu), (lo_v, qv)):
                 lo[sel] = ((qz[0] + qz[1]) / 2)[cap] - width / 2
+    tied_x, tied_y = tied if tied is not None else (_heavily_tied(x), _heavily_tied(y))
+    binned = ~(tied_x | tied_y)  # point-mass pairs are done by _kde_2d_tied below
+    capped &= binned
     out = torch.empty(B, N, dtype=x.dtype)
-    for G in torch.unique(need).tolist():
-        sel = need == G
+    for G in torch.unique(need[binned]).tolist():
+        sel = (need == G) & binned
         out[sel] = _smooth_2d(u[sel], v[sel], lo_u[sel], lo_v[sel], delta, h, int(G))
     out = out / (N * jac)[:, None]
     if capped.any():
@@ -271,8 +274,7 @@ def _kde_2d_at_samples(x: torch.Tensor, y: torch.Tensor, max_grid: int = 256, ce
         pu, pv = (u - lo_u[:, None]) / delta, (v - lo_v[:, None]) / delta
         near = (pu < margin / delta) | (pu > edge) | (pv < margin / delta) | (pv > edge)
         out[capped] = _direct_density((u[capped], v[capped]), h, near[capped], out[capped], scale=1 / jac[capped])
-    tied_x, tied_y = tied if tied is not None else (_heavily_tied(x), _heavily_tied(y))
-    for i in torch.nonzero(tied_x | tied_y).flatten().tolist():  # point masses: see _kde_2d_tied
+    for i in torch.nonzero(~binned).flatten().tolist():  # point masses: see _kde_2d_tied
         a, b = (x[i], y[i]) if tied_x[i] else (y[i], x[i])
         out[i] = torch.from_numpy(_kde_2d_tied(a.numpy(), b.numpy(), h)).to(out.dtype)
     return out
