@@ -22,6 +22,7 @@ a hub id (e.g. ``meta-llama/Llama-3.1-8B``)
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import importlib.util
@@ -211,16 +212,45 @@ def _gguf_cache_dir(path: Path, what: str) -> Path | None:
         return None
     import transformers
 
-    key = "\n".join([file_sha256([path]), what, transformers.__version__, torch.__version__])
+    key = "\n".join([gguf_sha256(path), what, transformers.__version__, torch.__version__])
     return root / "gguf" / f"{path.stem}-{what}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
-def _publish_dir(tmp: Path, final: Path) -> None:
-    """Rename a finished folder into place (another process may have won the race: keep theirs)."""
-    try:
-        tmp.rename(final)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
+def gguf_sha256(path: Path) -> str:
+    """SHA-256 of a GGUF file, computed once per process for an unchanged file (a model job
+    needs it for the cache keys of the tokenizer and the weights and for the provenance)."""
+    st = path.stat()
+    return _sha256_of(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    return file_sha256([Path(path)])
+
+
+def _through_cache(cache: Path | None, marker: str, load: Any, build: Any, save: Any) -> Any:
+    """``load(cache)`` when the cache folder holds ``marker``, else ``build()``, saved into
+    the cache with ``save(obj, folder)`` (written to a temporary folder, renamed into place;
+    another process may win the race: theirs is kept). A damaged entry is removed and
+    rebuilt; a read-only or full cache never stops a run."""
+    if cache is not None and (cache / marker).exists():
+        try:
+            return load(cache)
+        except Exception:  # a damaged cache entry: build it again
+            shutil.rmtree(cache, ignore_errors=True)
+    obj = build()
+    if cache is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=cache.parent, prefix=".tmp-"))
+            save(obj, tmp)
+            try:
+                tmp.rename(cache)
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:
+            pass
+    return obj
 
 
 def _cached_gguf_tokenizer(path: Path) -> Any:
@@ -228,51 +258,38 @@ def _cached_gguf_tokenizer(path: Path) -> Any:
     the cache (:func:`cache_root`) as a ``save_pretrained`` folder (well under a second)."""
     from transformers import AutoTokenizer
 
-    cache = _gguf_cache_dir(path, "tokenizer")
-    if cache is not None and (cache / "tokenizer_config.json").exists():
-        try:
-            return AutoTokenizer.from_pretrained(str(cache))
-        except Exception:  # a damaged cache entry: rebuild it
-            shutil.rmtree(cache, ignore_errors=True)
-    tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    if cache is not None:
-        try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(dir=cache.parent, prefix=".tmp-"))
-            tok.save_pretrained(str(tmp))
-            _publish_dir(tmp, cache)
-        except OSError:  # a read-only or full cache never stops a run
-            pass
-    return tok
+    return _through_cache(
+        _gguf_cache_dir(path, "tokenizer"), "tokenizer_config.json",
+        load=lambda d: AutoTokenizer.from_pretrained(str(d)),
+        build=lambda: AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name),
+        save=lambda tok, d: tok.save_pretrained(str(d)),
+    )
+
+
+def _save_dequantized(model: Any, folder: Path) -> None:
+    """A dequantized GGUF model as ``config.json`` + ``model.safetensors`` (no quantization
+    config: the tensors are plain)."""
+    from safetensors.torch import save_model
+
+    config = copy.deepcopy(model.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.save_pretrained(str(folder))
+    save_model(model, str(folder / "model.safetensors"), metadata={"format": "pt"})
 
 
 def _cached_gguf_model(path: Path, dtype: torch.dtype) -> Any:
     """The GGUF file's model dequantized to ``dtype``: converted once (~15-25 s) and then
     read from the cache as safetensors (about a second). The cached weights are the
     dequantized tensors themselves (bit-identical, tested)."""
-    from safetensors.torch import save_model
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    cache = _gguf_cache_dir(path, f"model-{str(dtype).removeprefix('torch.')}")
-    if cache is not None and (cache / "model.safetensors").exists():
-        try:
-            return AutoModelForCausalLM.from_pretrained(str(cache), dtype=dtype)
-        except Exception:  # a damaged cache entry: convert again
-            shutil.rmtree(cache, ignore_errors=True)
-    model = AutoModelForCausalLM.from_pretrained(str(path.parent), dtype=dtype, gguf_file=path.name)
-    if cache is not None:
-        try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(dir=cache.parent, prefix=".tmp-"))
-            config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
-            if hasattr(config, "quantization_config"):
-                del config.quantization_config
-            config.save_pretrained(str(tmp))
-            save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-            _publish_dir(tmp, cache)
-        except OSError:
-            pass
-    return model
+    return _through_cache(
+        _gguf_cache_dir(path, f"model-{str(dtype).removeprefix('torch.')}"), "model.safetensors",
+        load=lambda d: AutoModelForCausalLM.from_pretrained(str(d), dtype=dtype),
+        build=lambda: AutoModelForCausalLM.from_pretrained(str(path.parent), dtype=dtype, gguf_file=path.name),
+        save=_save_dequantized,
+    )
 
 
 def _has_tokenizer(directory: Path) -> bool:
@@ -402,7 +419,7 @@ def load_model(
         elif gguf is not None:
             info["weights_file"] = str(gguf)
             model = _cached_gguf_model(gguf, torch_dtype)
-            info["weights_sha256"] = file_sha256([gguf])
+            info["weights_sha256"] = gguf_sha256(gguf)
         elif Path(source).is_dir():
             model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
             info["weights_sha256"] = file_sha256(_weights_files(Path(source)))
