@@ -18,6 +18,7 @@ include: "rules/rotations.smk"  # §2.6, Fig 2
 include: "rules/autoencoder.smk"  # §2.7, Fig 3
 include: "rules/pca_perturb.smk"  # §2.8, Fig 4
 include: "rules/findings.smk"  # the headline findings tested; models compared
+include: "rules/positions.smk"  # beyond the paper: every token position
 
 
 onstart:

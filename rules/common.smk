@@ -74,6 +74,7 @@ wildcard_constraints:
     condition="original|shuffled",
     block=r"\d+",
     shard=r"\d+",
+    bucket="|".join(re.escape(b) for b in ("all", "0", "1", "2-3", "4-7", "8-15", "16-31", "32+", "last")),
 
 
 CONDITIONS = list(config["conditions"])
@@ -323,6 +324,37 @@ def perturb_layers_of(wildcards):
     return perturb_layers(wildcards.model)
 
 
+POSITIONS = config["extraction"]["positions"] != "last"
+POSITION_TABLES = ["units", "means", "transitions", "sublayers", "rotations", "n_pcs", "spectrum"]
+
+
+def bucket_cap():
+    """Tokens analysed per position bucket (positions.max_tokens_per_bucket, default n_samples)."""
+    cap = config["positions"]["max_tokens_per_bucket"]
+    return config["n_samples"] if cap is None else cap
+
+
+def position_bucket_memory(wildcards, attempt):
+    """A unit-block slab of the bucket's tokens (as a unit-block job) or the PCA, whichever is larger."""
+    L, D = _DIMS[wildcards.model]
+    slab = bucket_cap() * 2 * L * config["analysis"]["unit_block"] * 8
+    return max(int(1500 + 8 * slab / 1e6), pca_memory(wildcards, 1)) * attempt
+
+
+def every_bucket_and_condition(pattern):
+    """Input function: ``pattern`` for every analysed bucket and condition of the job's model
+    (conditions outer, buckets inner, in config order)."""
+
+    def paths(wildcards):
+        return [
+            pattern.format(model=wildcards.model, condition=c, bucket=b)
+            for c in CONDITIONS
+            for b in config["positions"]["buckets"]
+        ]
+
+    return paths
+
+
 def all_targets():
     targets = []
     if "original" in CONDITIONS:
@@ -338,6 +370,8 @@ def all_targets():
                 f"{RESULTS}/{m}/figures/fig4_{c}.png",
                 f"{RESULTS}/{m}/figures/perturbation_kinds_{c}.png",
             ]
+        if POSITIONS:
+            targets.append(f"{RESULTS}/{m}/figures/findings_by_position.png")
     return targets
 
 

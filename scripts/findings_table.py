@@ -8,6 +8,7 @@ import json
 import pandas as pd
 
 from transformer_dynamics.findings import findings_markdown
+from transformer_dynamics.position_analysis import findings_by_position_markdown
 
 with rule_logging(snakemake):
     per_model = {}
@@ -22,6 +23,13 @@ with rule_logging(snakemake):
               "nulls in each model's findings.json. Definitions and thresholds: docs/findings.md.\n\n")
     with open(snakemake.output.md, "w") as fh:
         fh.write(header + findings_markdown(per_model))
+        if snakemake.input.get("positions"):
+            fh.write("\n## By token position\n\nThe same findings with tokens as observations, per position bucket "
+                     "(extraction.positions; docs/positions.md). 'last' = each text's last token (the paper's "
+                     "observations); buckets 1 ... 32+ exclude last tokens; 'all' pools every stored token. F5c "
+                     "(teleports) is tested at the last token only.\n\n")
+            for m, path in zip(snakemake.params.models, snakemake.input.positions):
+                fh.write(findings_by_position_markdown(m, pd.read_csv(path)))
     rows = [{"model": m, **{k: v for k, v in f.items() if k != "control"}, **{f"control.{k}": v for k, v in f["control"].items()}}
             for m, fs in per_model.items() for f in fs]
     pd.DataFrame(rows).to_csv(snakemake.output.csv, index=False)

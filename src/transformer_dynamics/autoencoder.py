@@ -301,6 +301,13 @@ def checkpoint(model: CompressingAutoencoder, scaler: Scaler, cfg: CAEConfig, ex
             "config": asdict(cfg), **extra}
 
 
+def cae_config(settings: dict[str, Any], seed: int) -> CAEConfig:
+    """The :class:`CAEConfig` of config ``autoencoder:`` (defaults filled in) and the seed."""
+    return CAEConfig(d_bottleneck=settings["d_bottleneck"], k=settings["k"], lr=settings["lr"],
+                     max_epochs=settings["max_epochs"], patience=settings["patience"],
+                     batch_size=settings["batch_size"], scaling=settings["scaling"], seed=seed)
+
+
 def train_and_evaluate(
     read: ChunkReader,
     n_samples: int,
@@ -325,9 +332,7 @@ def train_and_evaluate(
     curve), ``codes`` (test-set bottleneck codes), ``explained`` (explained variance per
     sublayer) and ``distances`` (:func:`bottleneck_distances`).
     """
-    cfg = CAEConfig(d_bottleneck=settings["d_bottleneck"], k=settings["k"], lr=settings["lr"],
-                    max_epochs=settings["max_epochs"], patience=settings["patience"],
-                    batch_size=settings["batch_size"], scaling=settings["scaling"], seed=seed)
+    cfg = cae_config(settings, seed)
     splits = split_samples(n_samples, settings["split"], seed)
     model, scaler, curve = train_cae(read, splits, d_model, cfg, device)
     codes, explained = encode_and_score(model, scaler, read, splits["test"], device)

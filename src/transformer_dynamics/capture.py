@@ -154,6 +154,7 @@ class ResidualCapture:
         self.edits = dict(edits or {})
         self.stop_early = stop_early
         self.positions: torch.Tensor | None = None
+        self.select: tuple[torch.Tensor, torch.Tensor] | None = None
         self.buffer: torch.Tensor | None = None
         self._handles: list[Any] = []
 
@@ -162,15 +163,18 @@ class ResidualCapture:
         return n_sublayers(len(self.layers))
 
     def _rows(self, hidden: torch.Tensor) -> torch.Tensor:
+        if self.select is not None:  # several tokens per row: (row, position) pairs
+            return hidden[self.select]
         assert self.positions is not None
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), self.positions]
 
     def _make_capture_hook(self, slot: int, last: bool) -> Callable[..., None]:
         def hook(module: torch.nn.Module, args: tuple[Any, ...]) -> None:
             hidden = args[0]
+            rows = self._rows(hidden)
             if self.buffer is None:
-                self.buffer = hidden.new_empty((hidden.shape[0], self.n_sublayers, hidden.shape[-1]))
-            self.buffer[:, slot] = self._rows(hidden)
+                self.buffer = hidden.new_empty((rows.shape[0], self.n_sublayers, hidden.shape[-1]))
+            self.buffer[:, slot] = rows
             if last and self.stop_early:
                 raise _StopForward
 
@@ -218,12 +222,16 @@ class ResidualCapture:
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         past_key_values: Any = None,
+        select: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """One forward pass of the base model; returns the ``(batch, 2L, D)`` captures.
 
         With ``past_key_values`` (a cache of the preceding tokens) only ``input_ids`` run.
+        With ``select = (rows, cols)`` the tokens ``input_ids[rows, cols]`` are captured
+        instead, ``(len(rows), 2L, D)`` (``positions`` still places the edits).
         """
         self.positions = positions
+        self.select = select
         self.buffer = None
         kw = {} if past_key_values is None else {cache_argument(self.model): past_key_values}
         try:
@@ -330,6 +338,55 @@ def capture_last_token(
             yield idx, out.float().cpu().numpy()
             if progress is not None:
                 progress(int(sum(lengths[i] for i in idx)))
+
+
+def capture_positions(
+    model: Any,
+    token_ids: Sequence[Sequence[int]],
+    keep: Sequence[np.ndarray],
+    max_tokens: int | None = None,
+    pad_id: int = 0,
+    padding_side: str = "right",
+    max_batch: int | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Capture the residual stream at the positions ``keep[i]`` of every sequence ``i``.
+
+    Beyond the paper (which keeps only the last token; :func:`capture_last_token`): the same
+    hooks, in the same forward pass, copy several tokens per row. ``keep[i]`` holds indices
+    into ``token_ids[i]`` (0 = BOS), ascending; padded positions are never captured (left
+    padding shifts the columns, not the positions). The forward pass stops after the last
+    layer's pre-MLP capture as for the last token.
+
+    Yields ``(indices, rs)`` per length-sorted batch: ``rs`` float32 of shape
+    ``(sum(len(keep[i]) for i in indices), 2L, D)``, the rows of ``indices[0]`` first, each
+    sequence's positions in the order of ``keep``.
+    """
+    device = next(model.parameters()).device
+    if max_batch is not None:
+        budget, rows_max = 1 << 62, max_batch
+    else:
+        budget, rows_max = max_tokens or auto_max_tokens(device.type), 256
+    lengths = [len(s) for s in token_ids]
+    for i, k in enumerate(keep):
+        k = np.asarray(k)
+        if len(k) == 0 or k.min() < 0 or k.max() >= lengths[i] or np.any(np.diff(k) <= 0):
+            raise ValueError(f"sequence {i}: positions must be ascending, distinct and in [0, {lengths[i]})")
+    with ResidualCapture(model) as cap:
+        for idx in length_sorted_batches(lengths, budget, rows_max):
+            ids, pos, mask, pids = pad_batch([token_ids[i] for i in idx], pad_id, padding_side)
+            T = ids.shape[1]
+            rows = np.concatenate([np.full(len(keep[i]), r) for r, i in enumerate(idx)])
+            shift = [0 if padding_side == "right" else T - lengths[i] for i in idx]
+            cols = np.concatenate([np.asarray(keep[i]) + shift[r] for r, i in enumerate(idx)])
+            select = (torch.as_tensor(rows, device=device), torch.as_tensor(cols, device=device))
+            out = cap.run(
+                ids.to(device),
+                pos.to(device),
+                None if mask is None else mask.to(device),
+                None if pids is None else pids.to(device),
+                select=select,
+            )
+            yield idx, out.float().cpu().numpy()
 
 
 def check_finite(rs: np.ndarray, sample_ids: np.ndarray, labels: Sequence[str], context: str) -> None:

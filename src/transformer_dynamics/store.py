@@ -363,6 +363,48 @@ def sample_reader(rs: Any, chunk: int, in_memory_mb: float = 1000.0) -> SampleRe
     return read
 
 
+class RowSubset:
+    """Rows ``rows`` (sorted, distinct) of a checked ``rs`` array, sliceable like an array.
+
+    ``subset[a:b, ...]`` returns ``rs[rows[a:b], ...]``, reading only the chunks that hold those
+    rows, one chunk at a time (memory: the result plus one chunk). Used for the position
+    buckets (:mod:`transformer_dynamics.positions`): a bucket is a row subset of the position
+    store, and every analysis runs on it unchanged.
+    """
+
+    def __init__(self, rs: CheckedArray, rows: np.ndarray) -> None:
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.ndim != 1 or np.any(np.diff(rows) <= 0) or (len(rows) and (rows[0] < 0 or rows[-1] >= rs.shape[0])):
+            raise ValueError("rows must be sorted, distinct row indices of the store")
+        self.base, self.rows = rs, rows
+        self.shape = (len(rows),) + tuple(rs.shape[1:])
+        self.chunks = (int(rs.chunks[0]),) + tuple(rs.chunks[1:])
+        self.dtype = rs.dtype
+        self.ndim = rs.ndim
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, sel: Any) -> np.ndarray:
+        sel = sel if isinstance(sel, tuple) else (sel,)
+        first, rest = sel[0], sel[1:]
+        if isinstance(first, slice):
+            want = self.rows[first]
+        else:
+            want = self.rows[[int(first)]]
+        c = self.chunks[0]
+        parts = []
+        for chunk in np.unique(want // c):
+            here = want[(want >= chunk * c) & (want < (chunk + 1) * c)]
+            block = np.asarray(self.base[(slice(int(here[0]), int(here[-1]) + 1),) + rest])
+            parts.append(block[here - here[0]])
+        if not parts:
+            probe = np.asarray(self.base[(slice(0, 0),) + rest])
+            return probe
+        out = np.concatenate(parts, axis=0)
+        return out if isinstance(first, slice) else out[0]
+
+
 class ActivationStore:
     """The face of a finished activation store for the analyses (read-only).
 
@@ -376,18 +418,23 @@ class ActivationStore:
     - :meth:`sublayer`: one sublayer for all samples (e.g. the swap pool at a layer, §2.8);
     - :meth:`sample_reader`: requested samples in chunk order (the CAE, §2.7).
 
-    Row indices follow :mod:`transformer_dynamics.sublayers`.
+    The observations are the rows of ``rs``: samples in the last-token store, tokens in a
+    position store (:mod:`transformer_dynamics.token_store`). ``rows`` restricts the face to
+    a subset of them (a position bucket): every access pattern then sees only those rows, in
+    order, as if they were the whole store. Row indices of sublayers follow
+    :mod:`transformer_dynamics.sublayers`.
     """
 
-    def __init__(self, path_or_group: str | Path | zarr.Group) -> None:
+    def __init__(self, path_or_group: str | Path | zarr.Group, rows: np.ndarray | None = None) -> None:
         self.group = _as_group(path_or_group)
         self.name = _store_name(self.group)
-        self.rs = checked(self.group)
+        base = checked(self.group)
+        self.rs: Any = base if rows is None else RowSubset(base, rows)
         self.labels: list[str] = [str(s) for s in self.group["sublayer"][:]]
 
     @property
     def n_samples(self) -> int:
-        """N, the number of samples."""
+        """N, the number of observations (samples, or the tokens of a position store)."""
         return int(self.rs.shape[0])
 
     @property
@@ -407,8 +454,8 @@ class ActivationStore:
 
     @property
     def sample_chunk(self) -> int:
-        """Samples per Zarr chunk (the unit of extraction, resume and streaming reads)."""
-        return int(self.group.attrs["sample_chunk"])
+        """Rows per Zarr chunk (the unit of extraction, resume and streaming reads)."""
+        return int(self.rs.chunks[0])
 
     @property
     def attrs(self) -> dict[str, Any]:
@@ -416,25 +463,27 @@ class ActivationStore:
         return dict(self.group.attrs)
 
     def units(self, u0: int, u1: int) -> np.ndarray:
-        """``rs[:, :, u0:u1]``, shape ``(N, 2L, u1 - u0)``, float64 (:func:`read_units`)."""
-        return read_units(self.group, u0, u1)
+        """``rs[:, :, u0:u1]``, shape ``(N, 2L, u1 - u0)``, float64; reads only that unit block's chunks."""
+        return np.asarray(self.rs[:, :, u0:u1], dtype=np.float64)
 
     def sublayer(self, index: int) -> np.ndarray:
         """``rs[:, index, :]``, shape ``(N, D)``, float32, for a row from :mod:`.sublayers`."""
-        return read_rs(self.group, (slice(None), int(index), slice(None)))
+        return np.asarray(self.rs[:, int(index), :])
 
     def layer_input(self, layer: int) -> np.ndarray:
         """The residual entering ``layer`` (its pre-attention row) for all samples, ``(N, D)``."""
         return self.sublayer(pre_attention_index(layer))
 
     def iter_samples(self, rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-        """``(start, rs[start:start+rows])`` over the samples (:func:`iter_samples`)."""
-        return iter_samples(self.group, rows)
+        """``(start, rs[start:start+rows])`` over the observations in bounded memory."""
+        step = rows or self.sample_chunk
+        for s0 in range(0, self.n_samples, step):
+            yield s0, np.asarray(self.rs[s0 : s0 + step], dtype=np.float32)
 
     def chunks(self, sublayers: slice | None = None, rows: int | None = None) -> Iterator[np.ndarray]:
         """Whole vectors one sample chunk (or ``rows`` samples) at a time, ``(n, 2L, D)``
         float32 (or the rows ``sublayers`` of each chunk)."""
-        for _, rs in iter_samples(self.group, rows):
+        for _, rs in self.iter_samples(rows):
             yield rs if sublayers is None else rs[:, sublayers]
 
     def sample_reader(self) -> SampleReader:

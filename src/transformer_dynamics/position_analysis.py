@@ -1,0 +1,221 @@
+"""The paper's analyses resolved by token position (beyond the paper; §2.2-2.8 per bucket).
+
+A position bucket (:mod:`transformer_dynamics.positions`) is a row subset of the position
+store. :func:`bucket_tables` runs on it, with tokens as observations, exactly the library
+functions the last-token workflow runs on samples: the per-unit statistics (Pearson r, MI,
+means; §2.2, §2.5) and rotations with their nulls (§2.6) over unit blocks, the whole-vector
+statistics (cosine, velocity, magnitude; §2.3-2.4) and the PCA spectra (§2.8). It returns
+the tables :func:`transformer_dynamics.findings.condition_findings` reads, so every finding
+is tested per bucket with the same statistic, interval and null as for the last token.
+The CAE (§2.7) is trained once on the pooled tokens and scored per bucket
+(:func:`cae_explained_by_bucket`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import pca, rotations, unit_stats
+from .findings import model_findings
+from .store import ActivationStore
+
+TABLES = ("units", "means", "transitions", "sublayers", "rotations", "n_pcs", "spectrum")
+"""The tables of one bucket (:func:`bucket_tables`), the inputs of the findings."""
+
+
+def degenerate_reason(acts: ActivationStore, min_tokens: int) -> str | None:
+    """Why a bucket cannot be analysed (too few tokens, or one vector repeated), or None."""
+    n = acts.n_samples
+    if n < min_tokens:
+        return f"{n} tokens (fewer than positions.min_tokens = {min_tokens})"
+    spread = 0.0
+    for block in acts.chunks(rows=4096):
+        spread = max(spread, float(np.ptp(block, axis=0).max()))
+        if spread > 0:
+            return None
+    return "every token has the same residual stream (e.g. BOS at position 0: same token, no context)"
+
+
+def bucket_tables(
+    acts: ActivationStore,
+    unit_block: int,
+    mi_grid: int,
+    correlation_pairs: str,
+    rotation: dict[str, Any],
+    n_components: int,
+    memory_mb: int,
+    seed: int,
+) -> dict[str, pd.DataFrame]:
+    """Every table the findings read, for the observations of ``acts`` (one bucket).
+
+    Unit blocks of ``unit_block`` units are read one at a time (memory: one float64
+    ``(n, 2L, unit_block)`` slab, as a unit-block job of the last-token workflow), and the
+    rotation permutations are drawn per block exactly as there, so the ``last`` bucket with
+    every last token reproduces the last-token workflow's tables.
+
+    Parameters
+    ----------
+    rotation : ``n_shuffles``, ``null``, ``trajectory``, ``extra_nulls`` (config ``rotations:``)
+    """
+    units, means, rot = [], [], []
+    for u0 in range(0, acts.d_model, unit_block):
+        u1 = min(acts.d_model, u0 + unit_block)
+        a = acts.units(u0, u1)
+        t = unit_stats.unit_block_tables(a, acts.labels, u0, mi_grid, correlation_pairs)
+        units.append(t["units"])
+        means.append(t["means"])
+        rot.append(rotations.rotation_block_tables(
+            a, u0, rotation["n_shuffles"], rotation["null"], rotation["trajectory"], seed,
+            tuple(rotation["extra_nulls"]))["table"])
+        del a
+    rot_table = pd.concat(rot, ignore_index=True)
+    rotations.add_q_values(rot_table)
+    transitions, sublayers = unit_stats.vector_stats(acts.chunks(), acts.labels)
+    _, p = pca.pca_tables(acts, n_components, memory_mb)
+    return {
+        "units": pd.concat(units, ignore_index=True),
+        "means": pd.concat(means, ignore_index=True),
+        "transitions": transitions,
+        "sublayers": sublayers,
+        "rotations": rot_table,
+        "n_pcs": p["n_pcs"],
+        "spectrum": p["spectrum"],
+    }
+
+
+def findings_by_bucket(
+    tables: dict[str, dict[str, dict[str, pd.DataFrame] | None]],
+    n_tokens: dict[str, dict[str, int]],
+    skipped: dict[str, dict[str, str]],
+    th: dict[str, Any],
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Every finding per bucket and condition, one row each.
+
+    Parameters
+    ----------
+    tables : ``{bucket: {condition: tables or None}}`` (None: the bucket was not analysed)
+    n_tokens : ``{bucket: {condition: tokens analysed}}``
+    skipped : ``{bucket: {condition: reason}}`` for the buckets not analysed
+    th : thresholds (config ``findings:`` plus ``n_components``)
+
+    Returns
+    -------
+    Columns ``bucket``, ``condition``, ``n_tokens``, ``key``, ``claim``, ``statistic``,
+    ``value``, ``ci_low``, ``ci_high``, ``p_value``, ``null_value``, ``verdict``, ``note``.
+    Each condition is tested with the other condition's tables of the same bucket as its
+    control, as :func:`transformer_dynamics.findings.model_findings` does for the last token.
+    """
+    rows = []
+    for bucket, by_cond in tables.items():
+        ok = {c: t for c, t in by_cond.items() if t is not None}
+        found = model_findings(ok, th, seed) if ok else {}
+        for cond in by_cond:
+            if cond not in found:
+                rows.append({"bucket": bucket, "condition": cond, "n_tokens": n_tokens[bucket][cond],
+                             "key": None, "verdict": "not analysed", "note": skipped[bucket].get(cond, "")})
+                continue
+            for f in found[cond]:
+                d = f.to_dict()
+                rows.append({"bucket": bucket, "condition": cond, "n_tokens": n_tokens[bucket][cond],
+                             **{k: d[k] for k in ("key", "claim", "statistic", "value", "ci_low", "ci_high",
+                                                  "p_value", "null_value", "verdict", "note", "bound")}})
+    columns = ["bucket", "condition", "n_tokens", "key", "claim", "statistic", "value", "ci_low", "ci_high",
+               "p_value", "null_value", "verdict", "note", "bound"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def cae_by_bucket(
+    path: str,
+    settings: dict[str, Any],
+    seed: int,
+    cap: int | None,
+    device: str = "cpu",
+) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """The CAE (§2.7) trained on pooled tokens and scored per position bucket.
+
+    Texts, not tokens, are split into train / validation / test (config
+    ``autoencoder.split``), so no text has tokens on both sides. Training and validation use
+    at most ``cap`` tokens in all (drawn with the seed, in the split's proportions: the cost
+    of the last-token CAE); every token of the test texts is scored, per bucket.
+
+    Returns
+    -------
+    The checkpoint, the training curve, and the explained-variance table per sublayer
+    (:func:`transformer_dynamics.autoencoder.encode_and_score`) with ``bucket`` and
+    ``n_tokens`` columns.
+    """
+    from . import autoencoder as cae
+    from .positions import BUCKETS, bucket_of
+    from .token_store import token_table
+
+    t = token_table(path)
+    texts = np.unique(t["sample"])
+    sp = cae.split_samples(len(texts), settings["split"], seed)
+    rng = np.random.default_rng([seed, 5])
+    rows = {}
+    for part in ("train", "validation", "test"):
+        r = np.flatnonzero(np.isin(t["sample"], texts[sp[part]]))
+        share = settings["split"][("train", "validation").index(part)] if part != "test" else None
+        if share is not None and cap is not None and len(r) > round(cap * share):
+            r = np.sort(rng.choice(r, size=int(round(cap * share)), replace=False))
+        rows[part] = r
+    view_rows = np.unique(np.concatenate(list(rows.values())))
+    acts = ActivationStore(path, rows=view_rows)
+    read = acts.sample_reader()
+    local = {k: np.searchsorted(view_rows, v) for k, v in rows.items()}
+    cfg = cae.cae_config(settings, seed)
+    model, scaler, curve = cae.train_cae(read, {"train": local["train"], "validation": local["validation"]},
+                                         acts.d_model, cfg, device)
+    labels = bucket_of(t["position"], t["is_last"])[view_rows]
+    out = []
+    for b in BUCKETS:
+        sel = local["test"] if b == "all" else local["test"][labels[local["test"]] == b]
+        if len(sel) < 2:
+            continue
+        _, ev = cae.encode_and_score(model, scaler, read, sel, device)
+        out.append(ev.assign(bucket=b, n_tokens=len(sel)))
+    saved = cae.checkpoint(model.cpu(), scaler, cfg, {"store": str(path),
+                                                      "rows": {k: v.tolist() for k, v in rows.items()}})
+    return saved, curve, pd.concat(out, ignore_index=True)
+
+
+def findings_by_position_markdown(model: str, table: pd.DataFrame) -> str:
+    """A markdown view of :func:`findings_by_bucket`: per condition, findings as rows and
+    position buckets as columns (verdict, value and interval), tokens analysed in the header."""
+    from .findings import _key_order
+    from .positions import BUCKETS
+
+    out = []
+    for cond in dict.fromkeys(table["condition"]):
+        t = table[table["condition"] == cond]
+        buckets = [b for b in BUCKETS if b in set(t["bucket"])]
+        n = t.groupby("bucket")["n_tokens"].first()
+        out.append(f"### {model}, {cond} condition, by token position\n")
+        out.append("| finding | " + " | ".join(f"{b} ({int(n[b])} tok.)" for b in buckets) + " |")
+        out.append("| --- | " + " | ".join("---" for _ in buckets) + " |")
+        keys = sorted(t["key"].dropna().unique(), key=_key_order)
+        for k in keys:
+            cells = []
+            for b in buckets:
+                row = t[(t["bucket"] == b) & (t["key"] == k)]
+                if row.empty:
+                    why = t.loc[(t["bucket"] == b) & t["key"].isna(), "note"]
+                    cells.append(f"not analysed ({why.iloc[0]})" if len(why) else "n/a")
+                    continue
+                r = row.iloc[0]
+                if pd.isna(r["value"]):
+                    cells.append(f"**{r['verdict']}**: n/a")
+                    continue
+                cell = f"**{r['verdict']}**: {r['bound'] if isinstance(r.get('bound'), str) else ''}{r['value']:.3g}"
+                if pd.notna(r.get("ci_low")) and pd.notna(r.get("ci_high")):
+                    cell += f" [{r['ci_low']:.2g}, {r['ci_high']:.2g}]"
+                if pd.notna(r.get("null_value")):
+                    cell += f"; null {r['null_value']:.3g}"
+                cells.append(cell)
+            out.append(f"| {k} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out) + "\n"

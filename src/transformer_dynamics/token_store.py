@@ -1,0 +1,205 @@
+"""The position store: the residual stream at many token positions per text (beyond the paper).
+
+A chunked Zarr v3 group that ``xarray.open_zarr`` opens, with one row per captured token::
+
+    rs                 float32 (token, sublayer, unit)  shape (T, 2L, D)
+    sample             int64   (token,)   sample id of the token's text (as in the last-token store)
+    position           int32   (token,)   index of the token in its text (0 = BOS)
+    token_id           int32   (token,)   the token the model saw there
+    is_last            bool    (token,)   the token is the last of its text
+    sublayer, layer, kind, unit            as in the last-token store (:mod:`.store`)
+    text_sample        int64   (text,)    sample id of each text, in store order
+    text_corpus_index  int64   (text,)
+    text_n_tokens      int32   (text,)    tokens of the text (BOS included)
+    text_first_row     int64   (text,)    first token row of the text (its rows are contiguous)
+    text               str     (text,)    the original text (original condition only)
+    chunk_done         bool    (token_chunk,)  extraction progress, one flag per token chunk
+
+``rs`` is chunked ``(token_chunk, 2L, unit_chunk)``: a unit block over all tokens and a chunk
+of tokens are both a set of whole chunks. Which tokens a store holds is decided before the
+capture (:func:`transformer_dynamics.positions.select_positions`), so every per-token and
+per-text array is written when the store is created and only ``rs`` is filled chunk by
+chunk; an interrupted extraction resumes at the first token chunk not marked done. Integrity
+is as for the last-token store: checksummed chunks, checked reads, :func:`store.verify`.
+
+Analyses open it with :class:`transformer_dynamics.store.ActivationStore` (tokens are the
+observations), optionally restricted to the rows of one position bucket
+(:func:`bucket_store`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import zarr
+
+from . import store
+from .positions import bucket_rows
+from .sublayers import kinds_of, layers_of
+
+FORMAT = "position-store-1"
+
+
+def layout(keep: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``(first_row, n_rows)`` of each text for the kept positions ``keep``."""
+    n = np.array([len(k) for k in keep], dtype=np.int64)
+    first = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)
+    return first, n
+
+
+def create_position_store(
+    path: str | Path,
+    sublayers: Sequence[str],
+    d_model: int,
+    sample_ids: np.ndarray,
+    corpus_index: np.ndarray,
+    token_ids: Sequence[Sequence[int]],
+    keep: Sequence[np.ndarray],
+    texts: Sequence[str] | None = None,
+    token_chunk: int = 1024,
+    unit_chunk: int = 64,
+    attrs: dict[str, Any] | None = None,
+) -> zarr.Group:
+    """Create a position store at ``path`` (overwriting it) with every array but ``rs`` written."""
+    with store._writing():
+        path = Path(path)
+        if path.exists():
+            shutil.rmtree(path)
+        g = zarr.open_group(str(path), mode="w", zarr_format=3)
+        first, n_rows = layout(keep)
+        T = int(n_rows.sum())
+        n_sub = len(sublayers)
+        c = max(1, min(token_chunk, T))
+        n_chunks = -(-T // c)
+        rs = store._new_array(
+            g, "rs", (T, n_sub, d_model), ("token", "sublayer", "unit"),
+            dtype="float32", chunks=(c, n_sub, min(unit_chunk, d_model)), fill_value=np.nan,
+        )
+        rs.attrs["coordinates"] = "sample position token_id layer kind"
+        rs.attrs["long_name"] = "residual stream at the captured token positions"
+        position = np.concatenate([np.asarray(k) for k in keep]).astype(np.int32)
+        sample = np.repeat(np.asarray(sample_ids, dtype=np.int64), n_rows)
+        tok = np.concatenate([np.asarray(t, dtype=np.int32)[np.asarray(k)] for t, k in zip(token_ids, keep)])
+        lengths = np.array([len(t) for t in token_ids], dtype=np.int32)
+        is_last = position == np.repeat(lengths - 1, n_rows)
+        for name, data in (("sample", sample), ("position", position), ("token_id", tok), ("is_last", is_last)):
+            store._new_array(g, name, data, ("token",), chunks=(c,))
+        store._new_array(g, "sublayer", np.array(list(sublayers), dtype=str), ("sublayer",), dtype=str)
+        store._new_array(g, "layer", np.array(layers_of(sublayers), dtype="int32"), ("sublayer",))
+        store._new_array(g, "kind", np.array(kinds_of(sublayers), dtype=str), ("sublayer",), dtype=str)
+        store._new_array(g, "unit", np.arange(d_model, dtype="int32"), ("unit",))
+        store._new_array(g, "text_sample", np.asarray(sample_ids, dtype=np.int64), ("text",))
+        store._new_array(g, "text_corpus_index", np.asarray(corpus_index, dtype=np.int64), ("text",))
+        store._new_array(g, "text_n_tokens", lengths, ("text",))
+        store._new_array(g, "text_first_row", first, ("text",))
+        if texts is not None:
+            store._new_array(g, "text", np.array(list(texts), dtype=str), ("text",), dtype=str)
+        store._new_array(g, "chunk_done", (n_chunks,), ("token_chunk",), dtype="bool", chunks=(n_chunks,),
+                         fill_value=False)
+        g.attrs.update({"format_version": store.FORMAT_VERSION, "layout": FORMAT, "token_chunk": c,
+                        "sample_chunk": c, **(attrs or {})})
+        return g
+
+
+def capture_groups(n_rows: np.ndarray, token_chunk: int) -> list[tuple[int, int]]:
+    """Texts ``[t0, t1)`` captured together: consecutive texts until they hold >= ``token_chunk``
+    rows (a text with more rows forms its own group).
+
+    The groups depend only on the layout, so a resumed extraction forms the same batches as an
+    uninterrupted one and writes identical numbers.
+    """
+    groups, t0, rows = [], 0, 0
+    for t, n in enumerate(n_rows):
+        rows += int(n)
+        if rows >= token_chunk:
+            groups.append((t0, t + 1))
+            t0, rows = t + 1, 0
+    if t0 < len(n_rows):
+        groups.append((t0, len(n_rows)))
+    return groups
+
+
+class ChunkWriter:
+    """Collects captured token rows in order and writes ``rs`` one whole token chunk at a time,
+    marking each chunk done only after it is written.
+
+    ``start`` is the first token row still to write (a multiple of the chunk size); rows
+    before it that a resumed capture produces again are dropped.
+    """
+
+    def __init__(self, group: zarr.Group, start: int) -> None:
+        self.group = group
+        self.c = int(group["rs"].chunks[0])
+        self.T = int(group["rs"].shape[0])
+        self.buf: list[np.ndarray] = []
+        self.buf_start = int(start)
+
+    def add(self, row0: int, rows: np.ndarray) -> list[int]:
+        """Add the captured rows ``row0 .. row0 + len(rows)``; return the chunks written."""
+        if row0 + len(rows) <= self.buf_start:
+            return []
+        if row0 < self.buf_start:
+            rows = rows[self.buf_start - row0 :]
+            row0 = self.buf_start
+        have = self.buf_start + sum(len(b) for b in self.buf)
+        if row0 != have:
+            raise ValueError(f"rows must arrive in order: expected row {have}, got {row0}")
+        self.buf.append(rows)
+        return self._flush()
+
+    def close(self) -> None:
+        """Check that every row up to the end of the store was written."""
+        if self.buf_start != self.T or self.buf:
+            raise RuntimeError(f"position store: rows {self.buf_start}..{self.T - 1} were never captured")
+
+    def _flush(self) -> list[int]:
+        """Write every chunk whose rows are all in the buffer (the last chunk ends at T)."""
+        if not self.buf:
+            return []
+        data = np.concatenate(self.buf, axis=0) if len(self.buf) > 1 else self.buf[0]
+        pos, written = 0, []
+        with store._writing():
+            rs, done = self.group["rs"], self.group["chunk_done"]
+            while self.buf_start + pos < self.T:
+                r0 = self.buf_start + pos
+                n = min(self.T, r0 + self.c) - r0
+                if len(data) - pos < n:
+                    break
+                rs[r0 : r0 + n] = data[pos : pos + n].astype(np.float32, copy=False)
+                done[r0 // self.c] = True
+                written.append(r0 // self.c)
+                pos += n
+        self.buf = [data[pos:]] if pos < len(data) else []
+        self.buf_start += pos
+        return written
+
+
+def resume_point(group: zarr.Group, groups: list[tuple[int, int]]) -> tuple[int, int]:
+    """``(first capture group to run, first token row to write)`` of a (partial) store."""
+    pending = store.pending_chunks(group)
+    if not pending:
+        return len(groups), int(group["rs"].shape[0])
+    c = int(group["rs"].chunks[0])
+    row = pending[0] * c
+    first = np.asarray(group["text_first_row"][:])
+    text = int(np.searchsorted(first, row, side="right") - 1)
+    g = next(i for i, (t0, t1) in enumerate(groups) if t0 <= text < t1)
+    return g, row
+
+
+def bucket_store(path: str | Path, bucket: str, cap: int | None, seed: int) -> store.ActivationStore:
+    """The rows of position bucket ``bucket`` (at most ``cap``, drawn with ``seed``) as an
+    :class:`~transformer_dynamics.store.ActivationStore`: every analysis runs on it unchanged."""
+    g = store.open_store(path)
+    position = np.asarray(store.checked(g, "position")[:])
+    is_last = np.asarray(store.checked(g, "is_last")[:])
+    return store.ActivationStore(g, bucket_rows(position, is_last, bucket, cap, seed))
+
+
+def token_table(path: str | Path) -> dict[str, np.ndarray]:
+    """The per-token coordinates of a position store (``sample``, ``position``, ``token_id``, ``is_last``)."""
+    g = store.open_store(path)
+    return {k: np.asarray(store.checked(g, k)[:]) for k in ("sample", "position", "token_id", "is_last")}
