@@ -1,6 +1,6 @@
 """Extraction throughput: hook capture vs output_hidden_states, as a fraction of GEMM peak.
 
-    python benchmarks/extract.py [--n 256] [--threads 2]
+    python benchmarks/extract.py [--n 256] [--threads 2] [--positions sample:4 sample:16 all]
 
 Prints one table, all measured in this run on this machine: float32 GEMM peak, then
 sequences/s, tokens/s and model GFLOP/s for
@@ -8,6 +8,9 @@ sequences/s, tokens/s and model GFLOP/s for
     stops after the last capture point, length-sorted batches, token budget),
   - hidden_states/sorted: HF output_hidden_states with the LM head on the same batches,
   - hidden_states/naive: output_hidden_states, batches of 32 in corpus order, right padding.
+With ``--positions``: the hook capture of several positions per text (beyond the paper;
+:func:`capture_positions` with :func:`select_positions`), each beside the last-token hooks,
+alternating runs, with its slowdown (target: <= ~10 % for K <= 16).
 Model FLOPs count the transformer blocks only (2 x parameters of the blocks per token plus
 causal attention scores), the same useful work for every row.
 """
@@ -21,7 +24,7 @@ import numpy as np
 import torch
 
 from transformer_dynamics import corpus
-from transformer_dynamics.capture import capture_last_token, length_sorted_batches, pad_batch
+from transformer_dynamics.capture import capture_last_token, capture_positions, length_sorted_batches, pad_batch
 from transformer_dynamics.models import load_model
 
 
@@ -76,6 +79,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--max-tokens", type=int, default=None, help="token budget per batch (default: auto)")
     ap.add_argument("--only-hooks", action="store_true", help="skip the output_hidden_states baselines")
+    ap.add_argument("--positions", nargs="*", default=[], help="position specs to time beside the last token")
+    ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     loaded = load_model("embedded", "float32", "cpu")
@@ -102,6 +107,32 @@ def main() -> None:
     naive_batches = [np.arange(i, min(len(seqs), i + 32)) for i in range(0, len(seqs), 32)]
     peak = gemm_peak(args.threads)
     mpeak = model_gemm_peak(m.config)
+    if args.positions:
+        from transformer_dynamics.positions import select_positions
+
+        keeps = {p: select_positions(lengths, np.arange(len(seqs)), p, seed=0) for p in args.positions}
+
+        def positions(keep):
+            def run():
+                for _ in capture_positions(m, seqs, keep, pad_id=pad, max_tokens=args.max_tokens):
+                    pass
+            return run
+
+        best = {"last": float("inf"), **{p: float("inf") for p in keeps}}
+        hooks()  # warm-up
+        for _ in range(max(3, args.repeats)):  # alternate, so load changes hit every variant alike
+            best["last"] = min(best["last"], timed(hooks, 1))
+            for p, keep in keeps.items():
+                best[p] = min(best[p], timed(positions(keep), 1))
+        print(f"SmolLM2-135M float32, {args.n} sequences, {sum(lengths)} tokens, {args.threads} threads; "
+              f"best of {max(3, args.repeats)} alternating runs")
+        print(f"{'positions':<14}{'rows kept':>10}{'seconds':>9}{'tok/s':>9}{'vs last':>9}")
+        print(f"{'last':<14}{len(seqs):>10}{best['last']:>9.2f}{sum(lengths) / best['last']:>9.0f}{'':>9}")
+        for p, keep in keeps.items():
+            n_rows = sum(len(k) for k in keep)
+            print(f"{p:<14}{n_rows:>10}{best[p]:>9.2f}{sum(lengths) / best[p]:>9.0f}"
+                  f"{100 * (best[p] / best['last'] - 1):>+8.1f}%")
+        return
     rows = [("hooks (this package)", timed(hooks))]
     if not args.only_hooks:
         rows += [

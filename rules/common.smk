@@ -334,6 +334,17 @@ def bucket_cap():
     return config["n_samples"] if cap is None else cap
 
 
+def bucket_n_components(wildcards):
+    """PCs of the per-bucket PCA: positions.n_components, "all" = D, null = pca.n_components."""
+    n = config["positions"]["n_components"]
+    return config["pca"]["n_components"] if n is None else (d_model(wildcards.model) if n == "all" else n)
+
+
+def position_store_twins(wildcards):
+    """The resume twins of the job's model's position stores (removed once the findings are in)."""
+    return [f"{RESULTS}/{wildcards.model}/positions/{c}.zarr.partial" for c in CONDITIONS]
+
+
 def position_bucket_memory(wildcards, attempt):
     """A unit-block slab of the bucket's tokens (as a unit-block job) or the PCA, whichever is larger."""
     L, D = _DIMS[wildcards.model]

@@ -65,7 +65,7 @@ rule position_bucket:
             "trajectory": config["rotations"]["trajectory"],
             "extra_nulls": [n for n in config["rotations"]["extra_nulls"] if n != config["rotations"]["null_model"]],
         },
-        n_components=config["pca"]["n_components"],
+        n_components=bucket_n_components,
         memory_mb=config["pca"]["memory_mb"],
         seed=config["seed"],
     script:
@@ -126,7 +126,8 @@ rule position_findings:
         buckets=config["positions"]["buckets"],
         tables=POSITION_TABLES,
         thresholds=config["findings"],
-        n_components=config["pca"]["n_components"],
+        n_components=bucket_n_components,
+        twins=position_store_twins,
         seed=config["seed"],
     script:
         "../scripts/position_findings.py"

@@ -4,6 +4,8 @@ from transformer_dynamics.rulelog import pin_threads, rule_logging
 pin_threads(snakemake)  # first: numpy/torch read the thread settings when they load
 
 import json
+import shutil
+from pathlib import Path
 
 import pandas as pd
 
@@ -30,3 +32,6 @@ with rule_logging(snakemake):
                     ignore_index=True)
     cae.to_csv(snakemake.output.cae, index=False)
     print(table.pivot_table(index="key", columns=["condition", "bucket"], values="value", aggfunc="first").to_string())
+    for twin in p.twins:  # the position stores' resume twins (extraction.publish) are no longer needed
+        if Path(twin).exists():
+            shutil.rmtree(twin)

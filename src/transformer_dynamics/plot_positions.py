@@ -6,6 +6,8 @@ and the CAE's per-bucket explained variance.
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 
@@ -14,7 +16,7 @@ from .plotting import plt
 from .positions import BUCKETS
 
 COND_COLORS = {"original": "#1f77b4", "shuffled": "#ff7f0e"}
-VERDICT_MARKERS = {"holds": ("o", True), "does not hold": ("o", False), "inconclusive": ("X", True)}
+VERDICT_MARKERS = {"holds": ("o", True), "does not hold": ("o", False), "inconclusive": ("x", True)}
 
 
 def _bucket_ticks(ax: plt.Axes, buckets: list[str], n_tokens: dict[str, int]) -> None:
@@ -55,11 +57,15 @@ def figure_findings_by_position(table: pd.DataFrame, cae: pd.DataFrame | None = 
             if has.any():
                 ax.errorbar(x[has], y[has], yerr=[y[has] - lo[has], hi[has] - y[has]], fmt="none", ecolor=color,
                             elinewidth=0.8, capsize=1.5)
-            for xi, yi, v in zip(x, y, kc["verdict"].fillna("")):
+            bounds = kc["bound"].fillna("") if "bound" in kc else pd.Series("", index=kc.index)
+            for xi, yi, v, bd in zip(x, y, kc["verdict"].fillna(""), bounds):
                 if not np.isfinite(yi):
                     continue
                 marker, filled = VERDICT_MARKERS.get(v, ("s", False))
-                ax.plot(xi, yi, marker, ms=4.5, color=color, mfc=color if filled else "white", mew=1)
+                if bd == ">":  # a lower bound (90 % not reached within the PCs computed)
+                    marker = "^"
+                ax.plot(xi, yi, marker, ms=5 if marker != "x" else 6, color=color,
+                        mfc=color if filled else "white", mew=1.2)
             if "null_value" in kc:
                 nv = kc["null_value"].to_numpy(dtype=float)
                 ok = np.isfinite(nv)
@@ -70,7 +76,7 @@ def figure_findings_by_position(table: pd.DataFrame, cae: pd.DataFrame | None = 
                 ax.text(xi, 0.02, "n/a", transform=ax.get_xaxis_transform(), ha="center", fontsize=6, color=color)
         stat = str(k["statistic"].dropna().iloc[0]) if k["statistic"].notna().any() else ""
         claim = str(k["claim"].dropna().iloc[0]) if k["claim"].notna().any() else ""
-        ax.set_title(f"{key}: {claim}", fontsize=8, loc="left")
+        ax.set_title("\n".join(textwrap.wrap(f"{key}: {claim}", 52)), fontsize=8, loc="left")
         ax.set_ylabel(_short(stat), fontsize=7)
         _bucket_ticks(ax, buckets, n_tok)
         ax.set_xlabel("position bucket / tokens analysed", fontsize=7)
@@ -93,7 +99,8 @@ def figure_findings_by_position(table: pd.DataFrame, cae: pd.DataFrame | None = 
                for j, c in enumerate(conds)]
     handles += [plt.Line2D([], [], color="0.3", marker="o", ls="", label="holds"),
                 plt.Line2D([], [], color="0.3", marker="o", mfc="white", ls="", label="does not hold"),
-                plt.Line2D([], [], color="0.3", marker="X", ls="", label="inconclusive"),
+                plt.Line2D([], [], color="0.3", marker="x", ls="", label="inconclusive"),
+                plt.Line2D([], [], color="0.3", marker="^", mfc="white", ls="", label="lower bound (90 % not reached)"),
                 plt.Line2D([], [], color="0.45", marker="_", ms=8, mew=1.5, ls="", label="statistic under its null")]
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=7, frameon=False)
     fig.suptitle("The paper's findings by token position ('last' = the paper's observations; "
@@ -103,6 +110,4 @@ def figure_findings_by_position(table: pd.DataFrame, cae: pd.DataFrame | None = 
 
 def _short(statistic: str) -> str:
     """A y-axis label from a finding's statistic text (wrapped)."""
-    import textwrap
-
     return "\n".join(textwrap.wrap(statistic, 34)[:3])

@@ -60,8 +60,12 @@ def bucket_tables(
     ----------
     rotation : ``n_shuffles``, ``null``, ``trajectory``, ``extra_nulls`` (config ``rotations:``)
     """
+    from .progress import Progress
+
     units, means, rot = [], [], []
-    for u0 in range(0, acts.d_model, unit_block):
+    starts = range(0, acts.d_model, unit_block)
+    bar = Progress(len(starts) + 1, "step")
+    for k, u0 in enumerate(starts):
         u1 = min(acts.d_model, u0 + unit_block)
         a = acts.units(u0, u1)
         t = unit_stats.unit_block_tables(a, acts.labels, u0, mi_grid, correlation_pairs)
@@ -71,10 +75,12 @@ def bucket_tables(
             a, u0, rotation["n_shuffles"], rotation["null"], rotation["trajectory"], seed,
             tuple(rotation["extra_nulls"]))["table"])
         del a
+        bar.update(k + 1, f"units {u0}-{u1 - 1}: r, MI, rotations")
     rot_table = pd.concat(rot, ignore_index=True)
     rotations.add_q_values(rot_table)
     transitions, sublayers = unit_stats.vector_stats(acts.chunks(), acts.labels)
     _, p = pca.pca_tables(acts, n_components, memory_mb)
+    bar.update(len(starts) + 1, "vector statistics and PCA", finished=True)
     return {
         "units": pd.concat(units, ignore_index=True),
         "means": pd.concat(means, ignore_index=True),
