@@ -73,6 +73,44 @@ def timed(fn, repeats: int = 2) -> float:
     return best
 
 
+KINDS = (
+    ("GEMM (linear layers)", ("aten::addmm", "aten::mm", "aten::linear", "aten::matmul", "aten::bmm")),
+    ("attention (SDPA)", ("aten::scaled_dot_product_attention", "aten::_scaled_dot_product_flash_attention_for_cpu",
+                          "aten::_scaled_dot_product_attention_math")),
+    ("norms (RMSNorm: pow, mean, rsqrt, mul)", ("aten::pow", "aten::mean", "aten::rsqrt")),
+    ("activation (SiLU)", ("aten::silu",)),
+    ("elementwise mul/add", ("aten::mul", "aten::add", "aten::add_")),
+    ("rotary (cat, neg, slice, cos/sin)", ("aten::cat", "aten::neg", "aten::cos", "aten::sin")),
+    ("capture copies (index, copy_)", ("aten::index", "aten::copy_", "aten::index_put_")),
+    ("embedding", ("aten::embedding",)),
+)
+
+
+def profile(fn, flops: float) -> None:
+    """Self CPU time of the capture by kind of op (torch.profiler), and the GEMM's own GFLOP/s."""
+    from torch.profiler import ProfilerActivity, profile as tprofile
+
+    fn()
+    t = time.perf_counter()
+    with tprofile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    wall = time.perf_counter() - t
+    stats = {e.key: e.self_cpu_time_total / 1e6 for e in prof.key_averages()}
+    total = sum(stats.values())
+    print(f"profiled capture: {wall:.2f} s wall under the profiler, {total:.2f} s of op self-time")
+    print(f"{'kind of op':<42}{'seconds':>9}{'share':>8}")
+    seen = set()
+    for name, ops in KINDS:
+        sec = sum(stats.get(o, 0.0) for o in ops)
+        seen |= set(ops)
+        print(f"{name:<42}{sec:>9.2f}{100 * sec / total:>7.1f}%")
+    rest = sorted(((v, k) for k, v in stats.items() if k not in seen), reverse=True)
+    print(f"{'other ops':<42}{sum(v for v, _ in rest):>9.2f}{100 * sum(v for v, _ in rest) / total:>7.1f}%"
+          f"  (largest: {', '.join(f'{k} {v:.2f}s' for v, k in rest[:4])})")
+    gemm = sum(stats.get(o, 0.0) for o in KINDS[0][1])
+    print(f"model FLOPs / GEMM self-time: {flops / max(gemm, 1e-9) / 1e9:.1f} GFLOP/s (attention FLOPs included)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=256)
@@ -81,6 +119,10 @@ def main() -> None:
     ap.add_argument("--only-hooks", action="store_true", help="skip the output_hidden_states baselines")
     ap.add_argument("--positions", nargs="*", default=[], help="position specs to time beside the last token")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--profile", action="store_true",
+                    help="profile the hook capture (torch.profiler) and print where its time goes, by kind of op")
+    ap.add_argument("--budgets", nargs="*", type=int, default=[],
+                    help="token budgets per batch to time beside the default (hooks only)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     loaded = load_model("embedded", "float32", "cpu")
@@ -107,6 +149,22 @@ def main() -> None:
     naive_batches = [np.arange(i, min(len(seqs), i + 32)) for i in range(0, len(seqs), 32)]
     peak = gemm_peak(args.threads)
     mpeak = model_gemm_peak(m.config)
+    if args.profile:
+        profile(hooks, flops)
+        return
+    if args.budgets:
+        hooks()
+        print(f"SmolLM2-135M float32, {args.n} sequences, {sum(lengths)} tokens, {args.threads} threads; best of 3, alternating")
+        best = {b: float("inf") for b in args.budgets}
+        for _ in range(3):
+            for b in args.budgets:
+                best[b] = min(best[b], timed(lambda b=b: [None for _ in capture_last_token(m, seqs, pad_id=pad, max_tokens=b)], 1))
+        peak = gemm_peak(args.threads)
+        print(f"float32 GEMM peak (square 2048^3): {peak:.1f} GFLOP/s")
+        print(f"{'tokens/batch':>12}{'seconds':>9}{'tok/s':>8}{'GFLOP/s':>9}{'% peak':>8}")
+        for b, sec in best.items():
+            print(f"{b:>12}{sec:>9.2f}{sum(lengths) / sec:>8.0f}{flops / sec / 1e9:>9.1f}{100 * flops / sec / 1e9 / peak:>7.0f}%")
+        return
     if args.positions:
         from transformer_dynamics.positions import select_positions
 

@@ -425,6 +425,8 @@ def runtime_estimate_message(cores):
             perturb_runs=runs * len(perturb_layers(m)),
             tok_per_s=rate,
             cores=cores,
+            position_buckets=len(config["positions"]["buckets"]) if POSITIONS else 0,
+            position_cap=bucket_cap(),
         )
         est["total"] -= est["extraction"] * (1 - len(todo) / len(CONDITIONS))
         total += est["total"]
