@@ -101,7 +101,8 @@ def _smooth(C: torch.Tensor, k: torch.Tensor, dim: int) -> torch.Tensor:
     out = torch.fft.irfft(Cf * Kf.view(shape), n=n, dim=dim)
     return out.narrow(dim, 0, G)
 
-def _kde_1d_at_samples(v: torch.Tensor, G: int, cells_per_h: float = 4.0, tied: torch.Tensor | None = None) -> torch.Tensor:
+def _kde_1d_at_samples(v: torch.Tensor, G: int, cells_per_h: float = 4.0, tied: torch.Tensor | None = None,
+                       sd: torch.Tensor | None = None) -> torch.Tensor:
     """1-D Scott-rule KDE of each row of ``v (B, N)`` evaluated at its own samples, (B, N).
 
     A row whose range fits in ``G`` grid points at a spacing of at most ``h / cells_per_h``
@@ -112,7 +113,7 @@ def _kde_1d_at_samples(v: torch.Tensor, G: int, cells_per_h: float = 4.0, tied: 
     :func:`_heavily_tied`) is summed exactly at its distinct values.
     """
     B, N = v.shape
-    sd = torch.sqrt(_var(v))
+    sd = torch.sqrt(_var(v)) if sd is None else sd  # ``sd``: the rows' standard deviations, if known
     h = sd * N ** (-1.0 / 5.0)
     vmin, vmax = torch.aminmax(v, dim=1)
     lo = vmin - 4 * h
@@ -224,8 +225,9 @@ def _var(x: torch.Tensor) -> torch.Tensor:
     return (xc * xc).sum(1) / (x.shape[1] - 1)
 
 
-def _whiten(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Whitened coordinates ``(u, v)`` of each pair and the Jacobian ``det L`` of the whitening."""
+def _whiten(x: torch.Tensor, y: torch.Tensor, with_var: bool = False) -> tuple[torch.Tensor, ...]:
+    """Whitened coordinates ``(u, v)`` of each pair and the Jacobian ``det L`` of the whitening
+    (and the product of the two variances, ``with_var``)."""
     N = x.shape[1]
     xc, yc = x - x.mean(1, keepdim=True), y - y.mean(1, keepdim=True)
     sxx = (xc * xc).sum(1) / (N - 1)
@@ -236,6 +238,8 @@ def _whiten(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     b = sxy / a
     c = torch.sqrt(torch.clamp(syy - b * b, min=1e-300))
     u = xc / a[:, None]
+    if with_var:
+        return u, (yc - b[:, None] * u) / c[:, None], a * c, sxx * syy
     return u, (yc - b[:, None] * u) / c[:, None], a * c
 
 
@@ -261,8 +265,8 @@ def _kde_2d_at_samples(x: torch.Tensor, y: torch.Tensor, max_grid: int = 256, ce
     :func:`_kde_2d_tied`.
     """
     B, N = x.shape
-    u, v, jac = _whiten(x, y)
-    collinear = jac * jac < 1e-12 * _var(x) * _var(y)  # 1 - r^2 < 1e-12: the KDE is singular
+    u, v, jac, vxy = _whiten(x, y, with_var=True)
+    collinear = jac * jac < 1e-12 * vxy  # 1 - r^2 < 1e-12: the KDE is singular
     if collinear.any():
         out = torch.full((B, N), float("nan"), dtype=x.dtype)
         if (~collinear).any():
@@ -301,6 +305,16 @@ def _kde_2d_at_samples(x: torch.Tensor, y: torch.Tensor, max_grid: int = 256, ce
     tied_x, tied_y = tied if tied is not None else (_heavily_tied(x), _heavily_tied(y))
     binned = ~(tied_x | tied_y)  # point-mass pairs are done by _kde_2d_tied below
     capped &= binned
+    # A pair that is not capped needs its grid only where it has samples: all counts lie in
+    # the data range, so the smoothed values there do not depend on the empty cells around it.
+    # Its grid drops the whole cells below the first sample's cell (the origin moves by an
+    # integer number of cells: the same binning weights) and ends one cell above the last.
+    trim = max(0, int(math.floor(4 * h / delta)) - 1)
+    full = ~capped
+    lo_u = torch.where(full, lo_u + trim * delta, lo_u)
+    lo_v = torch.where(full, lo_v + trim * delta, lo_v)
+    fit = torch.ceil(torch.maximum(umax - lo_u, vmax - lo_v) / delta).long() + 2
+    need = torch.where(full, (fit + grid_step - 1) // grid_step * grid_step, need)
     out = torch.empty(B, N, dtype=x.dtype)
     for G in torch.unique(need[binned]).tolist():
         sel = torch.nonzero((need == G) & binned).flatten()
@@ -453,17 +467,18 @@ def mi_transitions(
     -------
     ndarray, shape (n_transitions, n_units)
     """
-    a = np.asarray(a, dtype=np.float64)
+    a = np.asarray(a)
     N, S, U = a.shape
-    rows = torch.from_numpy(np.ascontiguousarray(a.transpose(1, 2, 0)).reshape(S * U, N))  # (sublayer*unit, N)
+    # (sublayer*unit, N) in float64: one pass for the transpose and the conversion
+    rows = torch.from_numpy(np.ascontiguousarray(a.transpose(1, 2, 0), dtype=np.float64).reshape(S * U, N))
     sd = torch.sqrt(_var(rows))
     ok = (sd > 0) & torch.isfinite(sd)
-    marg = torch.ones(S * U, N, dtype=torch.float64)
+    marg = torch.empty(S * U, N, dtype=torch.float64)  # rows that are not ok are never read
     tied = _heavily_tied(rows)  # once per (sublayer, unit), shared by its transitions
     idx = torch.nonzero(ok).flatten()
     for s in range(0, len(idx), batch):
         sel = idx[s : s + batch]
-        marg[sel] = _kde_1d_at_samples(rows[sel], grid_1d, tied=tied[sel])
+        marg[sel] = _kde_1d_at_samples(rows[sel], grid_1d, tied=tied[sel], sd=sd[sel])
     src, dst = np.asarray(src), np.asarray(dst)
     ri = torch.from_numpy((src[:, None] * U + np.arange(U)[None]).ravel())
     rj = torch.from_numpy((dst[:, None] * U + np.arange(U)[None]).ravel())
