@@ -22,7 +22,7 @@ with width ``h = N^(-1/6)``, and an isotropic Gaussian is separable. So per pair
 
 1. linearly bin the whitened samples onto a ``G x G`` grid,
 2. smooth with the Gaussian kernel, one axis after the other (in 2-D one grid spacing for
-   all pairs, so a single Toeplitz matrix K and ``K C K^T`` as two large GEMMs per grid size;
+   all pairs, so a single Toeplitz matrix K and ``K C K^T`` as batched GEMMs per grid size;
    FFT convolution for the finer 1-D grids),
 3. read the smoothed density back at each sample by bilinear interpolation,
 
