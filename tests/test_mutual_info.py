@@ -90,3 +90,24 @@ def test_point_masses_agree_with_reference():
         assert mi_fast(x[None], y[None])[0] == pytest.approx(ref, abs=0.01), name
         a = np.stack([x, y], axis=1)[:, :, None]  # (N, 2 sublayers, 1 unit)
         assert mi_transitions(a, np.array([0]), np.array([1]))[0, 0] == pytest.approx(ref, abs=0.01), name
+
+
+def test_heavy_tailed_blocks_agree_with_reference(monkeypatch):
+    # fresh heavy-tailed blocks (t(2) random walks; Gaussian walks with 1 % of samples 100x):
+    # their pairs are windowed and their tail samples summed directly (float32 differences,
+    # clamped exponent) in 2-D and in 1-D; the spy checks that those paths ran
+    import transformer_dynamics.mutual_info as mi
+
+    calls = []
+    real = mi._direct_density
+    monkeypatch.setattr(mi, "_direct_density", lambda coords, *a, **k: calls.append(len(coords)) or real(coords, *a, **k))
+    rng = np.random.default_rng()
+    g = rng.normal(size=(N, 3, 3)).cumsum(axis=1)
+    blocks = {"t(2) walks": rng.standard_t(2, size=(N, 3, 3)).cumsum(axis=1),
+              "1 % outliers": np.where(rng.random((N, 1, 3)) < 0.01, 100 * g, g)}
+    for name, a in blocks.items():
+        got = mi_transitions(a, np.arange(2), np.arange(1, 3))
+        for t in range(2):
+            for u in range(3):
+                assert got[t, u] == pytest.approx(mi_reference(a[:, t, u], a[:, t + 1, u]), abs=0.01), (name, t, u)
+    assert 1 in calls and 2 in calls

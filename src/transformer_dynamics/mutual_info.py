@@ -22,7 +22,7 @@ with width ``h = N^(-1/6)``, and an isotropic Gaussian is separable. So per pair
 
 1. linearly bin the whitened samples onto a ``G x G`` grid,
 2. smooth with the Gaussian kernel, one axis after the other (in 2-D one grid spacing for
-   all pairs, so a single Toeplitz matrix K and ``K C K^T`` as two large GEMMs per grid size;
+   all pairs, so a single Toeplitz matrix K and ``K C K^T`` as batched GEMMs per grid size;
    FFT convolution for the finer 1-D grids),
 3. read the smoothed density back at each sample by bilinear interpolation,
 
@@ -101,7 +101,8 @@ def _smooth(C: torch.Tensor, k: torch.Tensor, dim: int) -> torch.Tensor:
     out = torch.fft.irfft(Cf * Kf.view(shape), n=n, dim=dim)
     return out.narrow(dim, 0, G)
 
-def _kde_1d_at_samples(v: torch.Tensor, G: int, cells_per_h: float = 4.0, tied: torch.Tensor | None = None) -> torch.Tensor:
+def _kde_1d_at_samples(v: torch.Tensor, G: int, cells_per_h: float = 4.0, tied: torch.Tensor | None = None,
+                       sd: torch.Tensor | None = None) -> torch.Tensor:
     """1-D Scott-rule KDE of each row of ``v (B, N)`` evaluated at its own samples, (B, N).
 
     A row whose range fits in ``G`` grid points at a spacing of at most ``h / cells_per_h``
@@ -112,16 +113,20 @@ def _kde_1d_at_samples(v: torch.Tensor, G: int, cells_per_h: float = 4.0, tied: 
     :func:`_heavily_tied`) is summed exactly at its distinct values.
     """
     B, N = v.shape
-    sd = v.std(dim=1, unbiased=True)
+    sd = torch.sqrt(_var(v)) if sd is None else sd  # ``sd``: the rows' standard deviations, if known
     h = sd * N ** (-1.0 / 5.0)
-    lo = v.min(dim=1).values - 4 * h
-    hi = v.max(dim=1).values + 4 * h
+    vmin, vmax = torch.aminmax(v, dim=1)
+    lo = vmin - 4 * h
+    hi = vmax + 4 * h
     delta = (hi - lo) / (G - 1)
     capped = delta > h / cells_per_h
     if capped.any():
         delta = torch.where(capped, h / cells_per_h, delta)
         width = delta * (G - 1)
-        centred = v.median(dim=1).values - width / 2
+        centred = torch.zeros_like(lo)
+        m = (N - 1) // 2  # the lower median (as torch.median), by selection, only where capped
+        centred[capped] = torch.from_numpy(np.partition(v[capped].numpy(), m, axis=1)[:, m]).to(lo.dtype)
+        centred = centred - width / 2
         lo = torch.where(capped, torch.minimum(torch.maximum(centred, lo), hi - width), lo)
     bw = torch.sqrt(torch.clamp(h**2 - delta**2 / 3, min=(0.25 * h) ** 2))
     i0, w = _lin_bin_1d(v, lo, delta, G)
@@ -152,46 +157,77 @@ def _heavily_tied(v: torch.Tensor, share: float = 0.1) -> torch.Tensor:
     earlier value (a point mass: e.g. layer 0 at the last token, where most texts end in the
     same token). Their KDE is summed directly: binning blurs a point mass by an amount that
     depends on where it falls between grid points (errors of several 0.01 nats)."""
-    srt = v.sort(dim=1).values
-    repeats = (srt[:, 1:] == srt[:, :-1]).sum(1)
-    return repeats >= share * v.shape[1]
+    def repeats(z: np.ndarray) -> np.ndarray:
+        srt = np.sort(z, axis=1)  # numpy's vectorised sort: ~5x faster than torch's on rows
+        return (srt[:, 1:] == srt[:, :-1]).sum(1)
+
+    # equal values stay equal in float32, so a float32 sort (twice as fast again) finds every
+    # candidate; only those rows are checked again in full precision
+    need = share * v.shape[1]
+    z = v.detach().cpu().numpy()
+    tied = repeats(z.astype(np.float32)) >= need
+    if z.dtype != np.float32 and tied.any():
+        tied[tied.copy()] = repeats(z[tied]) >= need
+    return torch.from_numpy(tied)
 
 
 def _direct_density(coords: tuple[torch.Tensor, ...], h: torch.Tensor | float, which: torch.Tensor,
-                    out: torch.Tensor, scale: torch.Tensor | None = None, budget: int = 1 << 23) -> torch.Tensor:
+                    out: torch.Tensor, scale: torch.Tensor | None = None, budget: int = 1 << 22) -> torch.Tensor:
     """``out`` with the entries ``which (B, N)`` replaced by the exact Gaussian KDE at those samples.
 
     ``coords`` are the ``d`` coordinate rows ``(B, N)`` of each batch row's samples, ``h`` the
     isotropic kernel width (per row or scalar). The density is ``1/N sum_j phi_h(z_i - z_j)``,
     the same sum as scipy's ``gaussian_kde`` at ``z_i`` (here in coordinates where the
     kernel is isotropic), times ``scale (B,)`` if given. Cost: (selected samples) x N per row.
+
+    The squared distances are formed from coordinate differences in float32 (no cancellation
+    as in ``|q|^2 + |p|^2 - 2 q.p``, relative error ~1e-7 per distance) and the exponent is
+    clamped at -80 (a term below e^-80 cannot matter next to the sample's own term, 1), which
+    keeps ``exp`` off its slow underflow path for far outliers.
     """
     B, N = which.shape
     counts = which.sum(1)
-    M = int(counts.max())
-    if M == 0:
+    rows = torch.nonzero(counts).flatten()  # only rows with selected samples
+    if len(rows) == 0:
         return out
-    idx = torch.argsort((~which).to(torch.int8), dim=1, stable=True)[:, :M]  # selected first
-    valid = which.gather(1, idx)
-    hh = torch.as_tensor(h, dtype=torch.float64).reshape(-1, 1, 1) if torch.is_tensor(h) else torch.tensor(float(h), dtype=torch.float64)
-    d = len(coords)
-    norm = (2 * math.pi) ** (d / 2) * hh.reshape(-1, 1) ** d
-    got = torch.empty(B, M, dtype=torch.float64)
-    P = torch.stack([c.double() for c in coords], -1)  # (B, N, d)
-    Q = P.gather(1, idx[:, :, None].expand(-1, -1, d))  # (B, M, d)
-    step = max(1, budget // max(1, B * N))
-    for m0 in range(0, M, step):
-        # squared distances through one batched GEMM (cdist), then the kernel, in place
-        d2 = torch.cdist(Q[:, m0 : m0 + step], P, compute_mode="use_mm_for_euclid_dist").square_()
-        got[:, m0 : m0 + step] = d2.mul_(-0.5 / hh**2).exp_().sum(-1)
-    got = got / (N * norm)
+    w = which[rows]
+    cnt = counts[rows]
+    M = int(cnt.max())
+    R, d = len(rows), len(coords)
+    ri, ci = torch.nonzero(w, as_tuple=True)  # row-major: each row's selected samples in order
+    slot = torch.arange(len(ri)) - (cnt.cumsum(0) - cnt)[ri]
+    idx = torch.zeros(R, M, dtype=torch.long)  # selected samples first, padded with sample 0
+    idx[ri, slot] = ci
+    hh = (torch.as_tensor(h, dtype=torch.float64)[rows] if torch.is_tensor(h) and h.dim() else
+          torch.full((R,), float(h), dtype=torch.float64))
+    coef = (-0.5 / hh**2).float()[:, None, None]
+    P = [c[rows].float() for c in coords]  # d x (R, N)
+    Q = [p.gather(1, idx) for p in P]  # d x (R, M)
+    got = torch.empty(R, M, dtype=torch.float32)
+    step = max(1, budget // max(1, M * N))
+    for r0 in range(0, R, step):
+        sl = slice(r0, r0 + step)
+        d2 = (Q[0][sl, :, None] - P[0][sl, None, :]).square_()
+        for k in range(1, d):
+            d2 += (Q[k][sl, :, None] - P[k][sl, None, :]).square_()
+        got[sl] = d2.mul_(coef[sl]).clamp_(min=-80.0).exp_().sum(-1)
+    res = got.double() / (N * (2 * math.pi) ** (d / 2) * hh[:, None] ** d)
     if scale is not None:
-        got = got * scale.double()[:, None]
-    return out.scatter(1, idx, torch.where(valid, got.to(out.dtype), out.gather(1, idx)))
+        res = res * scale.double()[rows, None]
+    out = out.clone()
+    out[rows[ri], ci] = res[ri, slot].to(out.dtype)
+    return out
 
 
-def _whiten(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Whitened coordinates ``(u, v)`` of each pair and the Jacobian ``det L`` of the whitening."""
+def _var(x: torch.Tensor) -> torch.Tensor:
+    """Unbiased variance of each row (two passes; faster than ``Tensor.var`` on rows)."""
+    xc = x - x.mean(1, keepdim=True)
+    return (xc * xc).sum(1) / (x.shape[1] - 1)
+
+
+def _whiten(x: torch.Tensor, y: torch.Tensor, with_var: bool = False) -> tuple[torch.Tensor, ...]:
+    """Whitened coordinates ``(u, v)`` of each pair and the Jacobian ``det L`` of the whitening
+    (and the product of the two variances, ``with_var``)."""
     N = x.shape[1]
     xc, yc = x - x.mean(1, keepdim=True), y - y.mean(1, keepdim=True)
     sxx = (xc * xc).sum(1) / (N - 1)
@@ -202,17 +238,20 @@ def _whiten(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     b = sxy / a
     c = torch.sqrt(torch.clamp(syy - b * b, min=1e-300))
     u = xc / a[:, None]
+    if with_var:
+        return u, (yc - b[:, None] * u) / c[:, None], a * c, sxx * syy
     return u, (yc - b[:, None] * u) / c[:, None], a * c
 
 
 def _kde_2d_at_samples(x: torch.Tensor, y: torch.Tensor, max_grid: int = 256, cells_per_h: float = 2.0,
-                       tail: float = 0.005, tied: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                       tail: float = 0.005, tied: tuple[torch.Tensor, torch.Tensor] | None = None,
+                       grid_budget: int = 1 << 22, grid_step: int = 16) -> torch.Tensor:
     """2-D Scott-rule full-covariance KDE of each pair evaluated at its samples, (B, N).
 
     In whitened coordinates every pair has the same isotropic kernel (width ``h = N^(-1/6)``),
     so with one grid spacing ``delta = h / cells_per_h`` for all pairs the smoothing is one
     shared separable Gaussian: ``K C K^T`` with the same Toeplitz K for every pair of a grid
-    size, computed as two large GEMMs over all those pairs. Each pair's grid starts at its own
+    size, computed as batched GEMMs over all those pairs (``grid_budget`` grid cells per call). Each pair's grid starts at its own
     minimum and its size is its own extent rounded up to 16 cells, so a pair's result does
     not depend on which pairs share its batch.
 
@@ -226,8 +265,8 @@ def _kde_2d_at_samples(x: torch.Tensor, y: torch.Tensor, max_grid: int = 256, ce
     :func:`_kde_2d_tied`.
     """
     B, N = x.shape
-    u, v, jac = _whiten(x, y)
-    collinear = jac * jac < 1e-12 * x.var(1) * y.var(1)  # 1 - r^2 < 1e-12: the KDE is singular
+    u, v, jac, vxy = _whiten(x, y, with_var=True)
+    collinear = jac * jac < 1e-12 * vxy  # 1 - r^2 < 1e-12: the KDE is singular
     if collinear.any():
         out = torch.full((B, N), float("nan"), dtype=x.dtype)
         if (~collinear).any():
@@ -236,12 +275,13 @@ def _kde_2d_at_samples(x: torch.Tensor, y: torch.Tensor, max_grid: int = 256, ce
                                          None if tied is None else (tied[0][ok], tied[1][ok]))
         return out
     h = N ** (-1.0 / 6.0)
-    lo_u = u.min(1).values - 4 * h
-    lo_v = v.min(1).values - 4 * h
-    span = torch.maximum(u.max(1).values - lo_u, v.max(1).values - lo_v) + 4 * h
+    (umin, umax), (vmin, vmax) = torch.aminmax(u, dim=1), torch.aminmax(v, dim=1)
+    lo_u = umin - 4 * h
+    lo_v = vmin - 4 * h
+    span = torch.maximum(umax - lo_u, vmax - lo_v) + 4 * h
     delta = h / cells_per_h
     # grid size per pair, rounded up to a multiple of 16: pairs of one size share the GEMMs
-    need = (torch.ceil(span / delta).long() + 1 + 15) // 16 * 16
+    need = (torch.ceil(span / delta).long() + grid_step) // grid_step * grid_step
     # the window that holds the central (1 - 2 * tail) of each axis, with the kernel's reach
     # (5 h) on both sides: pairs whose full extent needs much more get that window, and their
     # tail samples are summed directly
@@ -249,10 +289,11 @@ def _kde_2d_at_samples(x: torch.Tensor, y: torch.Tensor, max_grid: int = 256, ce
     capped = torch.zeros(B, dtype=torch.bool)
     cand = torch.nonzero(need > 64).flatten()  # a window holds >= 32 cells: only these can be capped
     if len(cand):
-        k = int(tail * N) + 1  # order statistics k and N + 1 - k (selection, no sort)
-        qu, qv = ((z[cand].kthvalue(k, dim=1).values, z[cand].kthvalue(N + 1 - k, dim=1).values) for z in (u, v))
+        k = int(tail * N) + 1  # order statistics k and N + 1 - k (partial selection, no sort)
+        qu, qv = ((zc.topk(k, dim=1, largest=False).values[:, -1], zc.topk(k, dim=1).values[:, -1])
+                  for zc in (u[cand], v[cand]))
         bulk = torch.maximum(qu[1] - qu[0], qv[1] - qv[0]) + 2 * margin
-        window = (torch.ceil(bulk / delta).long() + 1 + 15) // 16 * 16
+        window = (torch.ceil(bulk / delta).long() + grid_step) // grid_step * grid_step
         cap = (need[cand] > max_grid) | (need[cand] > 2 * window)
         if cap.any():
             sel = cand[cap]
@@ -264,16 +305,31 @@ def _kde_2d_at_samples(x: torch.Tensor, y: torch.Tensor, max_grid: int = 256, ce
     tied_x, tied_y = tied if tied is not None else (_heavily_tied(x), _heavily_tied(y))
     binned = ~(tied_x | tied_y)  # point-mass pairs are done by _kde_2d_tied below
     capped &= binned
+    # A pair that is not capped needs its grid only where it has samples: all counts lie in
+    # the data range, so the smoothed values there do not depend on the empty cells around it.
+    # Its grid drops the whole cells below the first sample's cell (the origin moves by an
+    # integer number of cells: the same binning weights) and ends one cell above the last.
+    trim = max(0, int(math.floor(4 * h / delta)) - 1)
+    full = ~capped
+    lo_u = torch.where(full, lo_u + trim * delta, lo_u)
+    lo_v = torch.where(full, lo_v + trim * delta, lo_v)
+    fit = torch.ceil(torch.maximum(umax - lo_u, vmax - lo_v) / delta).long() + 2
+    need = torch.where(full, (fit + grid_step - 1) // grid_step * grid_step, need)
     out = torch.empty(B, N, dtype=x.dtype)
     for G in torch.unique(need[binned]).tolist():
-        sel = (need == G) & binned
-        out[sel] = _smooth_2d(u[sel], v[sel], lo_u[sel], lo_v[sel], delta, h, int(G))
+        sel = torch.nonzero((need == G) & binned).flatten()
+        step = max(1, grid_budget // (G * G))  # pairs per smoothing call: bounded grid memory
+        for s in range(0, len(sel), step):
+            ss = sel[s : s + step]
+            out[ss] = _smooth_2d(u[ss], v[ss], lo_u[ss], lo_v[ss], delta, h, int(G), windowed=bool(capped[ss].any()))
     out = out / (N * jac)[:, None]
     if capped.any():
-        edge = (need - 1)[:, None] - margin / delta
-        pu, pv = (u - lo_u[:, None]) / delta, (v - lo_v[:, None]) / delta
+        c = torch.nonzero(capped).flatten()
+        uc, vc = u[c], v[c]
+        edge = (need[c] - 1)[:, None] - margin / delta
+        pu, pv = (uc - lo_u[c, None]) / delta, (vc - lo_v[c, None]) / delta
         near = (pu < margin / delta) | (pu > edge) | (pv < margin / delta) | (pv > edge)
-        out[capped] = _direct_density((u[capped], v[capped]), h, near[capped], out[capped], scale=1 / jac[capped])
+        out[c] = _direct_density((uc, vc), h, near, out[c], scale=1 / jac[c])
     for i in torch.nonzero(~binned).flatten().tolist():  # point masses: see _kde_2d_tied
         a, b = (x[i], y[i]) if tied_x[i] else (y[i], x[i])
         out[i] = torch.from_numpy(_kde_2d_tied(a.numpy(), b.numpy(), h)).to(out.dtype)
@@ -307,44 +363,48 @@ def _kde_2d_tied(x: np.ndarray, y: np.ndarray, h: float, cells_per_h: float = 16
     pos = (v - lo) / delta
     i0 = np.clip(np.floor(pos).astype(np.int64), 0, G - 2)
     w1 = pos - i0
-    lags = np.arange(-G + 1, G) * delta
+    L = min(G - 1, int(math.ceil(10 * bw / delta)))  # lags beyond 10 widths weigh < e^-50
+    lags = np.arange(-L, L + 1) * delta
     kern = np.exp(-0.5 * (lags / bw) ** 2) / (math.sqrt(2 * math.pi) * bw) * delta
     for g in np.flatnonzero(cnt > 1):
         wu = np.exp(-0.5 * ((vals[g] - u) / h) ** 2)  # the u-part of the kernel, per sample
         grid = np.bincount(i0, wu * (1 - w1), G) + np.bincount(i0 + 1, wu * w1, G)
         # sum_j wu_j exp(-(v - v_j)^2 / 2h^2) = sqrt(2 pi) h * (1-D KDE of width h, weights wu)
-        smooth = np.convolve(grid, kern, mode="full")[G - 1 : 2 * G - 1] / delta * (math.sqrt(2 * math.pi) * h)
+        smooth = np.convolve(grid, kern, mode="full")[L : L + G] / delta * (math.sqrt(2 * math.pi) * h)
         members = inv == g
         out[members] = smooth[i0[members]] * (1 - w1[members]) + smooth[i0[members] + 1] * w1[members]
     return out / (2 * math.pi * h * h) / (n * jac)
 
 
 def _smooth_2d(u: torch.Tensor, v: torch.Tensor, lo_u: torch.Tensor, lo_v: torch.Tensor, delta: float, h: float,
-               G: int) -> torch.Tensor:
-    """Binned KDE density (up to 1/N and the Jacobian) at each sample, spacing ``delta``."""
+               G: int, windowed: bool = True) -> torch.Tensor:
+    """Binned KDE density (up to 1/N and the Jacobian) at each sample, spacing ``delta``.
+
+    ``windowed=False`` promises that every sample lies on the grid (a pair that is not capped
+    to a window), which skips the mask of samples outside it.
+    """
     B, N = u.shape
     bw = math.sqrt(max(h * h - delta * delta / 3, (0.25 * h) ** 2))  # binning + interpolation blur
     r = int(math.ceil(4 * bw / delta))
     taps = torch.arange(-r, r + 1, dtype=torch.float32)
     k = torch.exp(-0.5 * (taps * (delta / bw)) ** 2) * (delta / (math.sqrt(2 * math.pi) * bw))
-    dvec = torch.full((B,), delta, dtype=u.dtype)
-    iu, wu = _lin_bin_1d(u, lo_u, dvec, G)
-    iv, wv = _lin_bin_1d(v, lo_v, dvec, G)
-    wu, wv = wu.float(), wv.float()
-    idx = [((iu + du) * G + (iv + dv), wa * wb) for du, wa in ((0, 1 - wu), (1, wu)) for dv, wb in ((0, 1 - wv), (1, wv))]
     pu, pv = (u - lo_u[:, None]) / delta, (v - lo_v[:, None]) / delta
-    inside = ((pu >= 0) & (pu <= G - 1) & (pv >= 0) & (pv <= G - 1)).float()  # all, unless windowed
+    iu, iv = pu.floor().clamp(0, G - 2), pv.floor().clamp(0, G - 2)
+    wu, wv = (pu - iu).clamp(0, 1).float(), (pv - iv).clamp(0, 1).float()
+    base = iu.long() * G + iv.long()
+    # the four grid neighbours of each sample, side by side: (B, 4N) indices and weights
+    idx = torch.cat([base, base + 1, base + G, base + (G + 1)], 1)
+    w = torch.cat([(1 - wu) * (1 - wv), (1 - wu) * wv, wu * (1 - wv), wu * wv], 1)
     counts = torch.zeros(B, G * G, dtype=torch.float32)
-    for ii, ww in idx:
-        counts.scatter_add_(1, ii, ww * inside)
+    if windowed:
+        inside = ((pu >= 0) & (pu <= G - 1) & (pv >= 0) & (pv <= G - 1)).float()
+        counts.scatter_add_(1, idx, w * inside.repeat(1, 4))
+    else:
+        counts.scatter_add_(1, idx, w)
     lag = (torch.arange(G)[:, None] - torch.arange(G)[None, :]).abs()
     K = torch.where(lag <= r, k[r + lag.clamp(max=r)], torch.zeros(()))  # (G, G) Toeplitz, banded
-    C = counts.view(B, G, G)
-    T1 = (K @ C.permute(1, 0, 2).reshape(G, B * G)).view(G, B, G).permute(1, 0, 2)  # K C, one GEMM
-    S = (T1.reshape(B * G, G) @ K.T).view(B, G * G)  # (K C) K^T, one GEMM
-    dens = torch.zeros(B, N, dtype=torch.float32)
-    for ii, ww in idx:
-        dens += S.gather(1, ii) * ww
+    S = torch.matmul(torch.matmul(K, counts.view(B, G, G)), K.T)  # K C K^T, batched GEMMs
+    dens = (S.view(B, G * G).gather(1, idx) * w).view(B, 4, N).sum(1)
     return dens.double() / (delta * delta)
 
 
@@ -357,7 +417,8 @@ def mi_fast(x: np.ndarray, y: np.ndarray, grid: int = 256, grid_1d: int = 512, b
     x, y : ndarray, shape (n_pairs, n_samples)
     grid : largest number of grid points per axis of the 2-D binned KDE
     grid_1d : grid points of the 1-D marginal KDEs
-    batch : pairs per batched computation (memory: batch * grid^2 * 8 bytes)
+    batch : pairs per batched computation (memory: ~15 * batch * n_samples * 8 bytes; the
+        2-D grids are smoothed in slices of at most 2^22 cells)
 
     Returns
     -------
@@ -406,17 +467,18 @@ def mi_transitions(
     -------
     ndarray, shape (n_transitions, n_units)
     """
-    a = np.asarray(a, dtype=np.float64)
+    a = np.asarray(a)
     N, S, U = a.shape
-    rows = torch.from_numpy(np.ascontiguousarray(a.transpose(1, 2, 0)).reshape(S * U, N))  # (sublayer*unit, N)
-    sd = rows.std(1)
+    # (sublayer*unit, N) in float64: one pass for the transpose and the conversion
+    rows = torch.from_numpy(np.ascontiguousarray(a.transpose(1, 2, 0), dtype=np.float64).reshape(S * U, N))
+    sd = torch.sqrt(_var(rows))
     ok = (sd > 0) & torch.isfinite(sd)
-    log_marg = torch.zeros(S * U, N, dtype=torch.float64)
+    marg = torch.empty(S * U, N, dtype=torch.float64)  # rows that are not ok are never read
     tied = _heavily_tied(rows)  # once per (sublayer, unit), shared by its transitions
     idx = torch.nonzero(ok).flatten()
     for s in range(0, len(idx), batch):
         sel = idx[s : s + batch]
-        log_marg[sel] = torch.log(_kde_1d_at_samples(rows[sel], grid_1d, tied=tied[sel]))
+        marg[sel] = _kde_1d_at_samples(rows[sel], grid_1d, tied=tied[sel], sd=sd[sel])
     src, dst = np.asarray(src), np.asarray(dst)
     ri = torch.from_numpy((src[:, None] * U + np.arange(U)[None]).ravel())
     rj = torch.from_numpy((dst[:, None] * U + np.arange(U)[None]).ravel())
@@ -428,6 +490,5 @@ def mi_transitions(
     for s in range(0, len(todo), batch):
         sel = todo[s : s + batch]
         pxy = _kde_2d_at_samples(rows[ri[sel]], rows[rj[sel]], grid, tied=(tied[ri[sel]], tied[rj[sel]]))
-        log_pxpy = log_marg[ri[sel]] + log_marg[rj[sel]]
-        out[sel] = (torch.log(pxy + EPS) - torch.log(torch.exp(log_pxpy) + EPS)).mean(1)
+        out[sel] = (torch.log(pxy + EPS) - torch.log(marg[ri[sel]] * marg[rj[sel]] + EPS)).mean(1)
     return out.numpy().reshape(len(src), U)
