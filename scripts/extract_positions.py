@@ -7,7 +7,7 @@ import json
 
 import pandas as pd
 
-from transformer_dynamics.extraction import extract_positions_to_store
+from transformer_dynamics.token_store import extract_positions_to_store
 from transformer_dynamics.models import check_dims, load_model_spec, software_versions
 from transformer_dynamics.positions import select_positions
 

@@ -122,7 +122,7 @@ def _loaded(arch="llama"):
 def _extract(tmp_path, loaded, seqs, keep, name="p.zarr", **kw):
     kw.setdefault("token_chunk", 16)
     kw.setdefault("unit_chunk", 8)
-    return extraction.extract_positions_to_store(
+    return token_store.extract_positions_to_store(
         loaded, tmp_path / name, np.arange(len(seqs)) + 10, np.arange(len(seqs)), seqs, keep,
         texts=[f"text {i}" for i in range(len(seqs))], max_batch=3, **kw)
 

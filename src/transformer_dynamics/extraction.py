@@ -26,7 +26,7 @@ import numpy as np
 
 from . import store
 from .provenance import code_sha256, content_sha256
-from .capture import capture_last_token, capture_positions, check_finite
+from .capture import capture_last_token, check_finite
 from .models import LoadedModel
 from .progress import Progress
 from .sublayers import sublayer_labels
@@ -181,120 +181,6 @@ def extract_to_store(
         publish(work, path)
     return {"seconds": seconds, "tokens": float(n_tok), "chunks_computed": float(len(todo)),
             "finalize_seconds": finalize_seconds}
-
-
-def extract_positions_to_store(
-    loaded: LoadedModel,
-    path: str | Path,
-    sample_ids: np.ndarray,
-    corpus_index: np.ndarray,
-    token_ids: Sequence[Sequence[int]],
-    keep: Sequence[np.ndarray],
-    texts: Sequence[str] | None = None,
-    token_chunk: int = 1024,
-    unit_chunk: int = 64,
-    max_tokens: int | None = None,
-    max_batch: int | None = None,
-    attrs: dict[str, Any] | None = None,
-    work_path: str | Path | None = None,
-    log: Any = None,
-) -> dict[str, float]:
-    """Capture the positions ``keep[i]`` of every sequence into a complete position store
-    (:mod:`transformer_dynamics.token_store`) at ``path``; beyond the paper.
-
-    Resumable like :func:`extract_to_store`: the partial store at ``work_path`` (default
-    ``path + '.partial'``) carries a fingerprint of everything the numbers depend on (the
-    kept positions included); a matching one resumes at its first unwritten token chunk.
-    Texts are captured in groups of about ``token_chunk`` rows that depend only on the
-    layout, so a resumed run writes the same numbers as an uninterrupted one.
-    """
-    from . import token_store
-
-    log = log if log is not None else sys.stderr
-    path = Path(path)
-    work = Path(work_path) if work_path is not None else path.with_name(path.name + ".partial")
-    m = loaded.model
-    labels = sublayer_labels(loaded.info["n_layers"])
-    context = loaded.info.get("max_positions")
-    longest = max(len(t) for t in token_ids)
-    if context and longest > context:
-        raise ValueError(
-            f"a text has {longest} tokens but model {loaded.info.get('source')} accepts at most {context}: lower "
-            "corpus.max_chars, or set corpus.long_texts: truncate"
-        )
-    keep = [np.asarray(k, dtype=np.int64) for k in keep]
-    attrs = dict(attrs or {})
-    attrs["capture_points"] = {
-        "attn": "input of the pre-attention norm (residual entering the layer)",
-        "mlp": "input of the pre-MLP norm (residual after attention was added)",
-        "token": "the positions in the 'position' array",
-    }
-    attrs["content_sha256"] = content_sha256(
-        np.asarray(sample_ids, dtype=np.int64), np.asarray(corpus_index, dtype=np.int64),
-        [[int(t) for t in seq] for seq in token_ids], None if texts is None else [str(t) for t in texts],
-        [k.tolist() for k in keep], int(token_chunk), int(unit_chunk),
-    )
-    attrs["code_sha256"] = code_sha256(["extraction"])
-    first, n_rows = token_store.layout(keep)
-    shape = (int(n_rows.sum()), len(labels), loaded.info["d_model"])
-    parts = _fingerprint_parts(attrs, loaded.info, shape)
-    fp = content_sha256(store.dumps_attrs(parts))
-
-    group = None
-    if work.exists():
-        try:
-            old = store.open_store(work, mode="r+")
-            reason = _stale_reason(old, parts)
-            left = len(store.pending_chunks(old))
-        except Exception as exc:  # unreadable partial store: start again
-            reason = f"it cannot be read ({type(exc).__name__}: {exc})"
-        if reason is None:
-            group = old
-            print(f"resuming {work}: {left} token chunks left", file=log)
-        else:
-            print(f"discarding the partial store {work}: {reason}; starting again", file=log)
-    if group is None:
-        group = token_store.create_position_store(
-            work, labels, loaded.info["d_model"], sample_ids, corpus_index, token_ids, keep, texts,
-            token_chunk=token_chunk, unit_chunk=unit_chunk, attrs={**attrs, "fingerprint": fp, "fingerprint_parts": parts},
-        )
-    c = int(group["rs"].chunks[0])
-    groups = token_store.capture_groups(n_rows, c)
-    g0, row = token_store.resume_point(group, groups)
-    writer = token_store.ChunkWriter(group, row)
-    desc = f"model {loaded.info.get('source')} ({loaded.info.get('dtype')})"
-    t0 = time.perf_counter()
-    n_tok, n_kept = 0, 0
-    bar = Progress(len(groups) - g0, "text group")
-    for k, (a, b) in enumerate(groups[g0:]):
-        seqs = [token_ids[i] for i in range(a, b)]
-        out = np.empty((int(n_rows[a:b].sum()), len(labels), loaded.info["d_model"]), dtype=np.float32)
-        local_first = first[a:b] - first[a]
-        for idx, rs in capture_positions(m, seqs, keep[a:b], max_tokens=max_tokens, pad_id=loaded.pad_id,
-                                         max_batch=max_batch):
-            r = 0
-            for i in idx:
-                n = int(n_rows[a + i])
-                out[local_first[i] : local_first[i] + n] = rs[r : r + n]
-                r += n
-        tok_sample = np.repeat(np.asarray(sample_ids[a:b]), n_rows[a:b])
-        check_finite(out, tok_sample, labels, desc)
-        writer.add(int(first[a]), out)
-        n_tok += sum(len(s) for s in seqs)
-        n_kept += len(out)
-        el = time.perf_counter() - t0
-        print(f"texts {a}-{b - 1} ({k + 1}/{len(groups) - g0}): {n_tok / el:.0f} tok/s through the model, "
-              f"{n_kept} token rows kept", file=log, flush=True)
-        bar.update(k + 1, f"{n_tok / el:.0f} tok/s")
-    writer.close()
-    seconds = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    store.finalize(work)
-    finalize_seconds = time.perf_counter() - t1
-    if work != path:
-        publish(work, path)
-    return {"seconds": seconds, "tokens": float(n_tok), "rows": float(shape[0]),
-            "groups_computed": float(len(groups) - g0), "finalize_seconds": finalize_seconds}
 
 
 def publish(work: str | Path, path: str | Path) -> None:
