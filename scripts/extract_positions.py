@@ -7,8 +7,9 @@ import json
 
 import pandas as pd
 
+from transformer_dynamics.extraction import store_attrs
 from transformer_dynamics.token_store import extract_positions_to_store
-from transformer_dynamics.models import check_dims, load_model_spec, software_versions
+from transformer_dynamics.models import check_dims, load_model_spec
 from transformer_dynamics.positions import select_positions
 
 with rule_logging(snakemake):
@@ -21,16 +22,8 @@ with rule_logging(snakemake):
           f"({int(tokens['n_tokens'].sum())} tokens run through the model)")
     loaded = load_model_spec(p.model)
     check_dims(loaded.info, p.model, f"models.{snakemake.wildcards.model}")
-    attrs = {
-        "model": snakemake.wildcards.model,
-        **{f"model_{k}": v for k, v in loaded.info.items()},
-        "condition": snakemake.wildcards.condition,
-        "corpus": corpus_meta,
-        "seed": p.seed,
-        "positions": p.positions,
-        "include_bos": p.include_bos,
-        "software": software_versions(),
-    }
+    attrs = store_attrs(snakemake.wildcards.model, loaded, snakemake.wildcards.condition, corpus_meta, p.seed,
+                        positions=p.positions, include_bos=p.include_bos)
     batch = p.batch_size
     stats = extract_positions_to_store(
         loaded,

@@ -7,8 +7,8 @@ import json
 
 import pandas as pd
 
-from transformer_dynamics.extraction import extract_to_store
-from transformer_dynamics.models import check_dims, load_model_spec, software_versions
+from transformer_dynamics.extraction import extract_to_store, store_attrs
+from transformer_dynamics.models import check_dims, load_model_spec
 
 with rule_logging(snakemake):
     p = snakemake.params
@@ -20,15 +20,8 @@ with rule_logging(snakemake):
         corpus_meta = json.load(fh)
     loaded = load_model_spec(p.model)
     check_dims(loaded.info, p.model, f"models.{snakemake.wildcards.model}")
-    attrs = {
-        "model": snakemake.wildcards.model,
-        **{f"model_{k}": v for k, v in loaded.info.items()},
-        "condition": snakemake.wildcards.condition,
-        "corpus": corpus_meta,
-        "seed": p.seed,
-        "software": software_versions(),
-        "shard_rows": [s0, s1],
-    }
+    attrs = store_attrs(snakemake.wildcards.model, loaded, snakemake.wildcards.condition, corpus_meta, p.seed,
+                        shard_rows=[s0, s1])
     batch = p.batch_size
     stats = extract_to_store(
         loaded,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from transformer_dynamics import extraction, store, token_store
+from transformer_dynamics import store, token_store
 from transformer_dynamics.capture import capture_last_token, capture_positions, decoder_layers, get_arch
 from transformer_dynamics.models import LoadedModel
 from transformer_dynamics.positions import BUCKETS, bucket_of, bucket_rows, parse_positions, select_positions

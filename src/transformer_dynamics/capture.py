@@ -303,6 +303,20 @@ def auto_max_tokens(device: str) -> int:
     return 65536 if device == "cuda" else 1024
 
 
+def _batches(model: Any, token_ids: Sequence[Sequence[int]], max_tokens: int | None, max_batch: int | None
+             ) -> tuple[torch.device, list[int], list[np.ndarray]]:
+    """The model's device, the sequence lengths and the length-sorted batches: at most
+    ``max_tokens`` padded tokens (default :func:`auto_max_tokens`) and 256 rows, or exactly up
+    to ``max_batch`` sequences when it is given."""
+    device = next(model.parameters()).device
+    if max_batch is not None:
+        budget, rows = 1 << 62, max_batch
+    else:
+        budget, rows = max_tokens or auto_max_tokens(device.type), 256
+    lengths = [len(s) for s in token_ids]
+    return device, lengths, length_sorted_batches(lengths, budget, rows)
+
+
 def capture_last_token(
     model: Any,
     token_ids: Sequence[Sequence[int]],
@@ -320,14 +334,9 @@ def capture_last_token(
     Yields ``(indices, rs)`` per length-sorted batch, ``rs`` a float32 array of shape
     ``(len(indices), 2L, D)`` in the order of ``indices`` (positions in ``token_ids``).
     """
-    device = next(model.parameters()).device
-    if max_batch is not None:
-        budget, rows = 1 << 62, max_batch
-    else:
-        budget, rows = max_tokens or auto_max_tokens(device.type), 256
-    lengths = [len(s) for s in token_ids]
+    device, lengths, batches = _batches(model, token_ids, max_tokens, max_batch)
     with ResidualCapture(model, edits=edits) as cap:
-        for idx in length_sorted_batches(lengths, budget, rows):
+        for idx in batches:
             ids, pos, mask, pids = pad_batch([token_ids[i] for i in idx], pad_id, padding_side)
             out = cap.run(
                 ids.to(device),
@@ -361,18 +370,13 @@ def capture_positions(
     ``(sum(len(keep[i]) for i in indices), 2L, D)``, the rows of ``indices[0]`` first, each
     sequence's positions in the order of ``keep``.
     """
-    device = next(model.parameters()).device
-    if max_batch is not None:
-        budget, rows_max = 1 << 62, max_batch
-    else:
-        budget, rows_max = max_tokens or auto_max_tokens(device.type), 256
-    lengths = [len(s) for s in token_ids]
+    device, lengths, batches = _batches(model, token_ids, max_tokens, max_batch)
     for i, k in enumerate(keep):
         k = np.asarray(k)
         if len(k) == 0 or k.min() < 0 or k.max() >= lengths[i] or np.any(np.diff(k) <= 0):
             raise ValueError(f"sequence {i}: positions must be ascending, distinct and in [0, {lengths[i]})")
     with ResidualCapture(model) as cap:
-        for idx in length_sorted_batches(lengths, budget, rows_max):
+        for idx in batches:
             ids, pos, mask, pids = pad_batch([token_ids[i] for i in idx], pad_id, padding_side)
             T = ids.shape[1]
             rows = np.concatenate([np.full(len(keep[i]), r) for r, i in enumerate(idx)])

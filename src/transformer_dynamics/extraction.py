@@ -20,7 +20,7 @@ import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -46,6 +46,55 @@ def _stale_reason(old: Any, parts: dict[str, str]) -> str | None:
         return "it has no content fingerprint (written by an older version)"
     changed = sorted(k for k in set(parts) | set(old_parts) if parts.get(k) != old_parts.get(k))
     return f"it was started with different {', '.join(changed)}" if changed else None
+
+
+def store_attrs(model: str, loaded: LoadedModel, condition: str, corpus: dict[str, Any], seed: int,
+                **extra: Any) -> dict[str, Any]:
+    """The provenance attributes of a store: model name and info, condition, corpus, seed,
+    software versions, and ``extra`` (e.g. the shard's rows, the kept positions)."""
+    from .models import software_versions
+
+    return {"model": model, **{f"model_{k}": v for k, v in loaded.info.items()}, "condition": condition,
+            "corpus": corpus, "seed": seed, "software": software_versions(), **extra}
+
+
+def check_context(loaded: LoadedModel, token_ids: Sequence[Sequence[int]], sample_ids: Sequence[int]) -> None:
+    """Refuse, naming the sample, a sequence longer than the model's context."""
+    longest = max(len(t) for t in token_ids)
+    context = loaded.info.get("max_positions")
+    if context and longest > context:
+        worst = int(np.argmax([len(t) for t in token_ids]))
+        raise ValueError(
+            f"sample {int(sample_ids[worst])} has {longest} tokens but model {loaded.info.get('source')} accepts "
+            f"at most {context}: lower corpus.max_chars, or set corpus.long_texts: truncate"
+        )
+
+
+def with_capture_points(attrs: dict[str, Any] | None, token: str) -> dict[str, Any]:
+    """A copy of ``attrs`` naming the capture points (§2.1) and which token(s) were captured."""
+    return {**(attrs or {}), "capture_points": {
+        "attn": "input of the pre-attention norm (residual entering the layer)",
+        "mlp": "input of the pre-MLP norm (residual after attention was added)",
+        "token": token,
+    }}
+
+
+def resume_or_create(work: Path, parts: dict[str, str], create: Callable[[], Any], log: Any) -> Any:
+    """The partial store at ``work`` if it was started with the same fingerprint ``parts``
+    (printing how many chunks are left), else a new one from ``create()`` (printing why the
+    old one was discarded)."""
+    if work.exists():
+        try:
+            old = store.open_store(work, mode="r+")
+            reason = _stale_reason(old, parts)
+            left = len(store.pending_chunks(old))
+        except Exception as exc:  # unreadable partial store: start again
+            reason = f"it cannot be read ({type(exc).__name__}: {exc})"
+        if reason is None:
+            print(f"resuming {work}: {left} chunks left", file=log)
+            return old
+        print(f"discarding the partial store {work}: {reason}; starting again", file=log)
+    return create()
 
 
 def extract_to_store(
@@ -96,20 +145,8 @@ def extract_to_store(
     n_layers = loaded.info["n_layers"]
     labels = sublayer_labels(n_layers)
     width = max_positions or max(len(t) for t in token_ids)
-    longest = max(len(t) for t in token_ids)
-    context = loaded.info.get("max_positions")
-    if context and longest > context:
-        worst = int(np.argmax([len(t) for t in token_ids]))
-        raise ValueError(
-            f"sample {int(sample_ids[worst])} has {longest} tokens but model {loaded.info.get('source')} accepts "
-            f"at most {context}: lower corpus.max_chars, or set corpus.long_texts: truncate"
-        )
-    attrs = dict(attrs or {})
-    attrs["capture_points"] = {
-        "attn": "input of the pre-attention norm (residual entering the layer)",
-        "mlp": "input of the pre-MLP norm (residual after attention was added)",
-        "token": "last real token",
-    }
+    check_context(loaded, token_ids, sample_ids)
+    attrs = with_capture_points(attrs, "last real token")
     attrs["content_sha256"] = content_sha256(
         np.asarray(sample_ids, dtype=np.int64), np.asarray(corpus_index, dtype=np.int64),
         [[int(t) for t in seq] for seq in token_ids], None if texts is None else [str(t) for t in texts], int(width),
@@ -119,25 +156,11 @@ def extract_to_store(
     parts = _fingerprint_parts(attrs, loaded.info, shape)
     fp = content_sha256(store.dumps_attrs(parts))
 
-    group = None
-    if work.exists():
-        try:
-            old = store.open_store(work, mode="r+")
-            reason = _stale_reason(old, parts)
-            left = len(store.pending_chunks(old))
-        except Exception as exc:  # unreadable partial store: start again
-            reason = f"it cannot be read ({type(exc).__name__}: {exc})"
-        if reason is None:
-            group = old
-            print(f"resuming {work}: {left} chunks left", file=log)
-        else:
-            print(f"discarding the partial store {work}: {reason}; starting again", file=log)
-    if group is None:
-        group = store.create_store(
-            work, len(token_ids), labels, loaded.info["d_model"], width,
-            sample_chunk=sample_chunk, unit_chunk=unit_chunk, with_text=texts is not None,
-            attrs={**attrs, "fingerprint": fp, "fingerprint_parts": parts},
-        )
+    group = resume_or_create(work, parts, lambda: store.create_store(
+        work, len(token_ids), labels, loaded.info["d_model"], width,
+        sample_chunk=sample_chunk, unit_chunk=unit_chunk, with_text=texts is not None,
+        attrs={**attrs, "fingerprint": fp, "fingerprint_parts": parts},
+    ), log)
 
     t0 = time.perf_counter()
     n_tok = 0

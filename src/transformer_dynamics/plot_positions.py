@@ -43,7 +43,6 @@ def figure_findings_by_position(table: pd.DataFrame, cae: pd.DataFrame | None = 
     conds = list(dict.fromkeys(table["condition"]))
     first = conds[0]
     n_tok = table[table["condition"] == first].groupby("bucket")["n_tokens"].first().to_dict()
-    x_of = {b: i for i, b in enumerate(buckets)}
     for ax, key in zip(axes.flat, keys):
         k = t[t["key"] == key]
         for j, c in enumerate(conds):

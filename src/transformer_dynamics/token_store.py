@@ -226,20 +226,9 @@ def extract_positions_to_store(
     work = Path(work_path) if work_path is not None else path.with_name(path.name + ".partial")
     m = loaded.model
     labels = sublayer_labels(loaded.info["n_layers"])
-    context = loaded.info.get("max_positions")
-    longest = max(len(t) for t in token_ids)
-    if context and longest > context:
-        raise ValueError(
-            f"a text has {longest} tokens but model {loaded.info.get('source')} accepts at most {context}: lower "
-            "corpus.max_chars, or set corpus.long_texts: truncate"
-        )
+    extraction.check_context(loaded, token_ids, sample_ids)
     keep = [np.asarray(k, dtype=np.int64) for k in keep]
-    attrs = dict(attrs or {})
-    attrs["capture_points"] = {
-        "attn": "input of the pre-attention norm (residual entering the layer)",
-        "mlp": "input of the pre-MLP norm (residual after attention was added)",
-        "token": "the positions in the 'position' array",
-    }
+    attrs = extraction.with_capture_points(attrs, "the positions in the 'position' array")
     attrs["content_sha256"] = content_sha256(
         np.asarray(sample_ids, dtype=np.int64), np.asarray(corpus_index, dtype=np.int64),
         [[int(t) for t in seq] for seq in token_ids], None if texts is None else [str(t) for t in texts],
@@ -251,24 +240,10 @@ def extract_positions_to_store(
     parts = extraction._fingerprint_parts(attrs, loaded.info, shape)
     fp = content_sha256(store.dumps_attrs(parts))
 
-    group = None
-    if work.exists():
-        try:
-            old = store.open_store(work, mode="r+")
-            reason = extraction._stale_reason(old, parts)
-            left = len(store.pending_chunks(old))
-        except Exception as exc:  # unreadable partial store: start again
-            reason = f"it cannot be read ({type(exc).__name__}: {exc})"
-        if reason is None:
-            group = old
-            print(f"resuming {work}: {left} token chunks left", file=log)
-        else:
-            print(f"discarding the partial store {work}: {reason}; starting again", file=log)
-    if group is None:
-        group = create_position_store(
-            work, labels, loaded.info["d_model"], sample_ids, corpus_index, token_ids, keep, texts,
-            token_chunk=token_chunk, unit_chunk=unit_chunk, attrs={**attrs, "fingerprint": fp, "fingerprint_parts": parts},
-        )
+    group = extraction.resume_or_create(work, parts, lambda: create_position_store(
+        work, labels, loaded.info["d_model"], sample_ids, corpus_index, token_ids, keep, texts,
+        token_chunk=token_chunk, unit_chunk=unit_chunk, attrs={**attrs, "fingerprint": fp, "fingerprint_parts": parts},
+    ), log)
     c = int(group["rs"].chunks[0])
     groups = capture_groups(n_rows, c)
     g0, row = resume_point(group, groups)
