@@ -72,8 +72,7 @@ def figure4(traj: pd.DataFrame, spectrum: pd.DataFrame, spectra: pd.DataFrame, n
     ax.set_xlabel("layer")
     layer_ticks(ax, S)
     ax.set_ylabel("PCs for 90 % (per-sublayer PCA)")
-    ax.legend(loc="lower right" if ok.any() and npc.loc[ok, "n_pcs_90"].iloc[-1] > n_comp / 2 else "upper left",
-              fontsize=7)
+    ax.legend(loc="best", fontsize=7)  # the place that covers the fewest points (the x's sit at the top)
     ax.set_title("C'  dimensionality per sublayer")
 
     cz = control[["pc1", "pc2"]].to_numpy()
