@@ -345,6 +345,14 @@ def position_store_twins(wildcards):
     return [f"{RESULTS}/{wildcards.model}/positions/{c}.zarr.partial" for c in CONDITIONS]
 
 
+def position_extract_memory(wildcards, attempt):
+    """A model job's memory plus the capture group and the chunk buffer (a few token chunks of
+    float32 (token_chunk, 2L, D) rows: 1 GB per chunk at 64 x 4096)."""
+    L, D = _DIMS[wildcards.model]
+    chunk = config["extraction"]["token_chunk"] * 2 * L * D * 4
+    return (model_mem_mb(wildcards.model) + int(4 * chunk / 1e6)) * attempt
+
+
 def position_bucket_memory(wildcards, attempt):
     """A unit-block slab of the bucket's tokens (as a unit-block job) or the PCA, whichever is larger."""
     L, D = _DIMS[wildcards.model]

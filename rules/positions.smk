@@ -19,7 +19,7 @@ rule extract_positions:
         ENV
     threads: model_threads()
     resources:
-        mem_mb=model_memory,
+        mem_mb=position_extract_memory,
         runtime=480,
         gpu=model_gpus,
     params:
