@@ -104,7 +104,11 @@ def start_extraction(workdir, model_dir, n, chunk):
     partial = workdir / "results/tiny/activations/shards/original/000.zarr.partial"
     cmd = SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile",
                        str(workdir / "config.yaml"), "--cores", "1", target]
-    proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    # SIGINT back to its default in the child: a runner started in the background of a
+    # non-interactive shell (nohup ... &) passes SIGINT down as ignored, and then Ctrl-C
+    # would never reach Snakemake, whatever the workflow does
+    proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     return proc, target, partial
 
 
