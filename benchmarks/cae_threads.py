@@ -17,10 +17,11 @@ before the measured run. Wall and CPU seconds per epoch are printed: under conte
 OpenMP threads that spin while they wait burn CPU time that does no work. The machine's
 load average is printed: on a shared machine the baseline is already contended.
 
-Measured so far (2-core development VM, load average 9 from other users' jobs, everything at
-nice 19, n=100, 3 epochs, an earlier competitor: a single-threaded Python loop), wall
-s/epoch: unpinned 15.2 alone / 20.2 with the competitor; pinned to 2 17.5 / 20.3. These
-numbers measure the other users' load, not pinning: rerun on an idle machine.
+Measured 2026-11-26 (2-core AMD EPYC host, otherwise idle, n=1000, 3 epochs; docs/speed.md,
+"Threads"): alone, unpinned 1.65-1.97 s/epoch, pinned (PASSIVE) 3.52-4.01, pinned with
+OpenMP's default wait policy 1.67-2.35; beside the competitor, unpinned 7.34-7.43, pinned
+(PASSIVE) 5.72-8.18, pinned-active 8.65-9.40 (up to 97 CPU s/epoch of spinning).
+Modes ``pinned-active`` and ``pinned-spin`` (GOMP_SPINCOUNT=30000) exist for that comparison.
 """
 
 from __future__ import annotations
@@ -35,13 +36,17 @@ import time
 WORKER = r"""
 import os, sys, json
 mode, threads, n, epochs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-if mode == "pinned":
+if mode.startswith("pinned"):
     from transformer_dynamics.rulelog import pin_threads, limit_loaded_libraries
     pin_threads(threads)
+    if mode in ("pinned-active", "pinned-spin"):
+        os.environ.pop("OMP_WAIT_POLICY", None)
+    if mode == "pinned-spin":
+        os.environ["GOMP_SPINCOUNT"] = "30000"
 import numpy as np, torch
 from transformer_dynamics import autoencoder as cae
 from transformer_dynamics import store
-if mode == "pinned":
+if mode.startswith("pinned"):
     limit_loaded_libraries(threads)
 rng = np.random.default_rng(0)
 S, D = 60, 576
@@ -84,14 +89,16 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=300, help="samples (70%% train: n * 0.7 * 60 vectors)")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2, help="the rule's threads")
+    ap.add_argument("--modes", nargs="*", default=["unpinned", "pinned"],
+                    help="unpinned | pinned (what the rules do) | pinned-active (pinned, OpenMP's default wait policy)")
     a = ap.parse_args()
     print(f"cores {os.cpu_count()}, load average before {os.getloadavg()[0]:.2f}, n={a.n}, {a.epochs} epochs each")
     print(f"{'threads':<16}{'competing job':<15}{'torch threads':>14}{'wall s/epoch':>14}{'CPU s/epoch':>13}")
-    for mode in ("unpinned", "pinned"):
+    for mode in a.modes:
         for compete in (False, True):
             t0 = time.time()
             sec, cpu, tt = run(mode, a.threads, a.n, a.epochs, compete)
-            label = mode if mode == "unpinned" else f"pinned to {a.threads}"
+            label = mode if mode == "unpinned" else f"{mode} to {a.threads}"
             print(f"{label:<16}{'yes' if compete else 'no':<15}{tt:>14}{sec:>14.2f}{cpu:>13.2f}", flush=True)
     print(f"load average after {os.getloadavg()[0]:.2f}")
 
