@@ -45,11 +45,14 @@ def non_gaussian_cases(rng):
 
 
 def test_fast_agrees_with_reference_on_non_gaussian_data():
-    rng = np.random.default_rng()
-    for name, x, y in non_gaussian_cases(rng):
+    # fresh inputs every run; the seed is in the failure message to reproduce a miss (about 1
+    # in 300 student-t df=2 draws misses by ~0.013 nats, old and new estimator alike: an
+    # extreme sample stretches the grid; docs/speed.md, MI)
+    seed = int(np.random.SeedSequence().entropy % 2**32)
+    for name, x, y in non_gaussian_cases(np.random.default_rng(seed)):
         ref = mi_reference(x, y)
         fast = mi_fast(x[None], y[None])[0]
-        assert fast == pytest.approx(ref, abs=0.01), name
+        assert fast == pytest.approx(ref, abs=0.01), f"{name} (seed {seed})"
 
 
 def test_constant_units_give_zero_and_no_nan():
