@@ -85,6 +85,14 @@ def _new_array(group: zarr.Group, name: str, data_or_shape: Any, dims: Sequence[
     return group.create_array(name, shape=data_or_shape, dimension_names=list(dims), **kw)
 
 
+def write_axis_coordinates(group: zarr.Group, sublayers: Sequence[str], d_model: int) -> None:
+    """The ``sublayer``, ``layer``, ``kind`` and ``unit`` coordinates every store shares."""
+    _new_array(group, "sublayer", np.array(list(sublayers), dtype=str), ("sublayer",), dtype=str)
+    _new_array(group, "layer", np.array(layers_of(sublayers), dtype="int32"), ("sublayer",))
+    _new_array(group, "kind", np.array(kinds_of(sublayers), dtype=str), ("sublayer",), dtype=str)
+    _new_array(group, "unit", np.arange(d_model, dtype="int32"), ("unit",))
+
+
 def create_store(
     path: str | Path,
     n_samples: int,
@@ -120,10 +128,7 @@ def _create_store(
     rs.attrs["long_name"] = "residual stream at the last token"
     _new_array(g, "sample", (n_samples,), ("sample",), dtype="int64", chunks=(sample_chunk,), fill_value=-1)
     _new_array(g, "corpus_index", (n_samples,), ("sample",), dtype="int64", chunks=(sample_chunk,), fill_value=-1)
-    _new_array(g, "sublayer", np.array(list(sublayers), dtype=str), ("sublayer",), dtype=str)
-    _new_array(g, "layer", np.array(layers_of(sublayers), dtype="int32"), ("sublayer",))
-    _new_array(g, "kind", np.array(kinds_of(sublayers), dtype=str), ("sublayer",), dtype=str)
-    _new_array(g, "unit", np.arange(d_model, dtype="int32"), ("unit",))
+    write_axis_coordinates(g, sublayers, d_model)
     _new_array(
         g, "token_ids", (n_samples, max_positions), ("sample", "position"),
         dtype="int32", chunks=(sample_chunk, max_positions), fill_value=-1,

@@ -44,7 +44,7 @@ from .models import LoadedModel
 from .positions import bucket_rows
 from .progress import Progress
 from .provenance import code_sha256, content_sha256
-from .sublayers import kinds_of, layers_of, sublayer_labels
+from .sublayers import sublayer_labels
 
 FORMAT = "position-store-1"
 
@@ -93,10 +93,7 @@ def create_position_store(
         is_last = position == np.repeat(lengths - 1, n_rows)
         for name, data in (("sample", sample), ("position", position), ("token_id", tok), ("is_last", is_last)):
             store._new_array(g, name, data, ("token",), chunks=(c,))
-        store._new_array(g, "sublayer", np.array(list(sublayers), dtype=str), ("sublayer",), dtype=str)
-        store._new_array(g, "layer", np.array(layers_of(sublayers), dtype="int32"), ("sublayer",))
-        store._new_array(g, "kind", np.array(kinds_of(sublayers), dtype=str), ("sublayer",), dtype=str)
-        store._new_array(g, "unit", np.arange(d_model, dtype="int32"), ("unit",))
+        store.write_axis_coordinates(g, sublayers, d_model)
         store._new_array(g, "text_sample", np.asarray(sample_ids, dtype=np.int64), ("text",))
         store._new_array(g, "text_corpus_index", np.asarray(corpus_index, dtype=np.int64), ("text",))
         store._new_array(g, "text_n_tokens", lengths, ("text",))
