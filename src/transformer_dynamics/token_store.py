@@ -103,7 +103,7 @@ def create_position_store(
         store._new_array(g, "chunk_done", (n_chunks,), ("token_chunk",), dtype="bool", chunks=(n_chunks,),
                          fill_value=False)
         g.attrs.update({"format_version": store.FORMAT_VERSION, "layout": FORMAT, "token_chunk": c,
-                        "sample_chunk": c, **(attrs or {})})
+                        **(attrs or {})})
         return g
 
 
