@@ -226,3 +226,20 @@ def test_bucket_view_equals_fancy_indexing(tmp_path):
     # BOS rows are one vector: position 0, same token, no context
     bos = full[t["position"] == 0]
     np.testing.assert_allclose(bos, np.broadcast_to(bos[0], bos.shape), atol=1e-6)
+
+
+def test_degenerate_bucket_is_one_repeated_vector_across_all_blocks():
+    from transformer_dynamics.position_analysis import degenerate_reason
+
+    class Rows:
+        def __init__(self, x):
+            self.x, self.n_samples = x, len(x)
+
+        def chunks(self, rows):
+            for i in range(0, len(self.x), rows):
+                yield self.x[i : i + rows]
+
+    two_constant_blocks = np.concatenate([np.zeros((4096, 2, 3)), np.ones((10, 2, 3))])
+    assert degenerate_reason(Rows(two_constant_blocks), 3) is None  # each block constant, not the bucket
+    assert "same residual stream" in degenerate_reason(Rows(np.full((5000, 2, 3), 0.5)), 3)
+    assert "min_tokens" in degenerate_reason(Rows(np.zeros((5, 2, 3))), 30)

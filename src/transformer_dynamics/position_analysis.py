@@ -8,7 +8,7 @@ statistics (cosine, velocity, magnitude; §2.3-2.4) and the PCA spectra (§2.8).
 the tables :func:`transformer_dynamics.findings.condition_findings` reads, so every finding
 is tested per bucket with the same statistic, interval and null as for the last token.
 The CAE (§2.7) is trained once on the pooled tokens and scored per bucket
-(:func:`cae_explained_by_bucket`).
+(:func:`cae_by_bucket`).
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ def degenerate_reason(acts: ActivationStore, min_tokens: int) -> str | None:
     n = acts.n_samples
     if n < min_tokens:
         return f"{n} tokens (fewer than positions.min_tokens = {min_tokens})"
-    spread = 0.0
-    for block in acts.chunks(rows=4096):
-        spread = max(spread, float(np.ptp(block, axis=0).max()))
-        if spread > 0:
+    first = None
+    for block in acts.chunks(rows=4096):  # any row unlike the first one, in any block
+        first = block[0] if first is None else first
+        if np.any(block != first):
             return None
     return "every token has the same residual stream (e.g. BOS at position 0: same token, no context)"
 
