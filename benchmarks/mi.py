@@ -14,6 +14,13 @@ For each: time per unit pair of ``mi_transitions`` over the whole block (one bat
 what a unit-block job does), time per pair of the scipy reference on ``--pairs-ref`` random
 pairs, the speed-up, and the largest |fast - reference| on those pairs (target: >= 100x and
 <= 0.01 nats on every data set).
+
+Then the cost against tail weight (``--tail-weights``, default 1e2 1e4 1e6): Gaussian random
+walks (``--tail-sublayers`` sublayers x ``--units`` units) in which 1 % of the samples are
+scaled by f, CPU milliseconds per pair of ``mi_transitions`` on one torch thread
+(``time.process_time``: robust to other load on the machine; best of ``--repeats``), and
+the largest |fast - reference| on ``--pairs-ref`` random pairs. The target: the cost does
+not grow with f.
 """
 
 from __future__ import annotations
@@ -53,6 +60,9 @@ def main() -> None:
     ap.add_argument("--sublayers", type=int, default=60)
     ap.add_argument("--units", type=int, default=64)
     ap.add_argument("--pairs-ref", type=int, default=30)
+    ap.add_argument("--tail-weights", type=float, nargs="*", default=[1e2, 1e4, 1e6])
+    ap.add_argument("--tail-sublayers", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
     print(f"N = {args.n}; torch threads = {torch.get_num_threads()}")
     print("| data | pairs | fast ms/pair | scipy ms/pair | speed-up | max abs diff (nats) | within 0.01 |")
@@ -73,6 +83,36 @@ def main() -> None:
         diff = float(np.nanmax(np.abs(np.array([fast[t, u] for t, u in picks]) - ref)))
         print(f"| {name} | {T * U} | {t_fast * 1e3:.3f} | {t_ref * 1e3:.1f} | {t_ref / t_fast:.0f}x | {diff:.4f} | "
               f"{'yes' if diff <= 0.01 else 'NO'} |", flush=True)
+    if args.tail_weights:
+        tail_weight_table(args)
+
+
+def tail_weight_table(args: argparse.Namespace) -> None:
+    """CPU ms per pair (1 torch thread) and accuracy against the tail weight f."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    print(f"\nCost against tail weight: {args.tail_sublayers} sublayers x {args.units} units, N = {args.n}, "
+          "1 % of samples scaled by f; CPU ms per pair on 1 torch thread (best of "
+          f"{args.repeats})")
+    print("| f | cpu ms/pair | max abs diff (nats) | within 0.01 |")
+    print("|---|---|---|---|")
+    for f in args.tail_weights:
+        rng = np.random.default_rng(0)
+        N, S, U = args.n, args.tail_sublayers, args.units
+        g = rng.normal(size=(N, S, U)).cumsum(axis=1)
+        a = np.where(rng.random((N, 1, U)) < 0.01, f * g, g)
+        srcs, dsts = np.arange(S - 1), np.arange(1, S)
+        best = np.inf
+        for _ in range(args.repeats):
+            c0 = time.process_time()
+            fast = mi_transitions(a, srcs, dsts)
+            best = min(best, (time.process_time() - c0) / ((S - 1) * U))
+        rng = np.random.default_rng(1)
+        picks = [(int(rng.integers(S - 1)), int(rng.integers(U))) for _ in range(args.pairs_ref)]
+        ref = np.array([mi_reference(a[:, t, u], a[:, t + 1, u]) for t, u in picks])
+        diff = float(np.nanmax(np.abs(np.array([fast[t, u] for t, u in picks]) - ref)))
+        print(f"| {f:g} | {best * 1e3:.3f} | {diff:.4f} | {'yes' if diff <= 0.01 else 'NO'} |", flush=True)
+    torch.set_num_threads(threads)
 
 
 if __name__ == "__main__":

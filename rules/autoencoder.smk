@@ -17,7 +17,12 @@ rule train_autoencoder:
         f"{RESULTS}/benchmarks/{{model}}/train_autoencoder/{{condition}}.tsv"
     conda:
         ENV
-    threads: 2
+    # One thread: the CAE's matrices are small (256 x 576 and narrower), so a second
+    # thread gains little and, with OMP_WAIT_POLICY=PASSIVE, loses (docs/speed.md); with
+    # 1 thread the two conditions train side by side, and the result does not depend on
+    # the machine's core count.
+    threads: 1
+    priority: 5
     resources:
         mem_mb=autoencoder_memory,
         runtime=240,

@@ -42,6 +42,9 @@ rule extract_shard:
     conda:
         ENV
     threads: model_threads()
+    # Model jobs first: they take every core, so they start before 1-thread jobs fill the
+    # cores; then the CAE (the longest 1-thread jobs, priority 5) starts next.
+    priority: 10
     resources:
         mem_mb=model_memory,
         runtime=240,
@@ -70,6 +73,7 @@ rule gather_activations:
     conda:
         ENV
     threads: 1
+    priority: 5
     resources:
         mem_mb=2000,
         runtime=60,

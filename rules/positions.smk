@@ -85,7 +85,7 @@ rule position_autoencoder:
         f"{RESULTS}/benchmarks/{{model}}/position_autoencoder/{{condition}}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: 1  # as train_autoencoder (docs/speed.md)
     resources:
         mem_mb=autoencoder_memory,
         runtime=240,

@@ -39,7 +39,6 @@ import math
 
 import numpy as np
 import torch
-from scipy import stats
 
 EPS = 1e-10
 
@@ -54,6 +53,8 @@ def mi_reference(x: np.ndarray, y: np.ndarray) -> float:
     Returns 0.0 for a constant ``x`` or ``y`` (no information), and NaN for an exactly
     collinear pair (infinite MI; the KDE is singular).
     """
+    from scipy import stats  # here, not at import: loading scipy.stats costs every job ~1 s
+
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if np.std(x) == 0 or np.std(y) == 0:
