@@ -110,7 +110,8 @@ def estimate_runtime(
     """
     S = 2 * n_layers
     params_m = max(1.0, (12 * n_layers * d_model**2 + 2 * 49_152 * d_model) / 1e6)
-    rate = tok_per_s if tok_per_s else 280.0 * 135.0 / params_m  # tokens per second with 2 cores
+    # tokens per second with 2 idle cores: SmolLM2 float32 ran at 650 tok/s (2-core AMD EPYC, 2026-11)
+    rate = tok_per_s if tok_per_s else 850.0 * 135.0 / params_m
     scale_cores = max(1, cores) / 2
     units = S * d_model / (60 * 576)  # sublayers x units relative to SmolLM2
     blocks = -(-d_model // unit_block)
@@ -121,7 +122,8 @@ def estimate_runtime(
         "unit statistics and MI": n_conditions * (blocks * (per_job + 0.4 * n * S / 60 * unit_block / 64)),
         "rotations": n_conditions * blocks * (per_job + 0.1 * n_shuffles / 200 * S / 60 * unit_block / 64),
         "PCA": n_conditions * (per_job + 0.5 * n * units * d_model / 576),
-        "autoencoder": n_conditions * min(max_epochs, 60) * (1.0 + 1.0 * n * units / 10),
+        # 1 thread per condition (rules/autoencoder.smk), 2.4 s/epoch at N = 1000
+        "autoencoder": n_conditions * min(max_epochs, 60) * (0.4 + 2.0 * n * units / 10),
         "perturbations": n_conditions * perturb_runs * 3 / rate,
         "figures and tables": n_conditions * 6 * per_job + 3 * per_job,
     }
@@ -132,9 +134,10 @@ def estimate_runtime(
             per_job + blocks * (0.4 * nc * S / 60 * unit_block / 64 + 0.1 * n_shuffles / 200 * S / 60 * unit_block / 64)
             + 0.5 * nc * units * d_model / 576)
         est["position autoencoder"] = n_conditions * max_epochs * (1.0 + 2.0 * nc * units / 10)
-    # extraction, the autoencoder and perturbations use every core already; the many small
-    # single-threaded jobs share the cores
+    # extraction and perturbations use every core already; the many small single-threaded
+    # jobs share the cores, and the conditions' autoencoders (1 thread each) run side by side
     parallel = {"unit statistics and MI", "rotations", "PCA", "figures and tables", "position buckets"}
     out = {k: (v / max(1, cores) if k in parallel else v / max(1.0, scale_cores ** 0.7)) for k, v in est.items()}
+    out["autoencoder"] = est["autoencoder"] / max(1, min(cores, n_conditions))
     out["total"] = sum(out.values())
     return out
