@@ -110,8 +110,10 @@ def figure_perturbation_kinds(metrics: pd.DataFrame, title: str) -> plt.Figure:
             for k, layer in enumerate(layers):
                 d = metrics[(metrics["kind"] == kind) & (metrics["layer"] == layer)]
                 rel = d[col] / d["control_ms"]
+                # markers: a perturbation at the last layer has only 1-2 sublayers after it,
+                # too short to see as a line
                 ax.plot(d["steps_after"], rel, color=cmap(k / max(1, len(layers) - 1) * 0.9), lw=1.2,
-                        label=f"layer {layer}")
+                        marker="o", ms=3 if len(d) <= 3 else 0, label=f"layer {layer}")
             ax.set_yscale("log")
             ax.set_xlabel("sublayers after the perturbation")
             ax.set_ylabel(lab + " / control mean square")
