@@ -15,6 +15,7 @@ rule train_autoencoder:
         f"{RESULTS}/logs/{{model}}/train_autoencoder/{{condition}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/{{model}}/train_autoencoder/{{condition}}.tsv"
+    priority: 5
     conda:
         ENV
     # One thread: the CAE's matrices are small (256 x 576 and narrower), so a second
@@ -22,7 +23,6 @@ rule train_autoencoder:
     # 1 thread the two conditions train side by side, and the result does not depend on
     # the machine's core count.
     threads: 1
-    priority: 5
     resources:
         mem_mb=autoencoder_memory,
         runtime=240,

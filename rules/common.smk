@@ -411,6 +411,25 @@ def _measured_tok_per_s(model):
     return max(rates) if rates else None
 
 
+def _store_current(model, condition):
+    """Whether the activation store exists, is complete and holds this config's samples and
+    seed (a store of an earlier config, e.g. configs/quick.yaml, will be re-extracted)."""
+    path = Path(store_path(model, condition))
+    if not path.exists():
+        return False
+    try:
+        import zarr
+
+        g = zarr.open_group(str(path), mode="r")
+        return (
+            bool(g.attrs.get("complete"))
+            and g["rs"].shape[0] == config["n_samples"]
+            and g.attrs.get("seed") == config["seed"]
+        )
+    except Exception:  # unreadable: it will be rebuilt
+        return False
+
+
 def runtime_estimate_message(cores):
     """What `onstart` prints: a rough run time per model and where progress and logs are."""
     from transformer_dynamics.progress import estimate_runtime, fmt_seconds
@@ -419,7 +438,7 @@ def runtime_estimate_message(cores):
     lines = []
     total = 0.0
     for m in MODELS:
-        todo = [c for c in CONDITIONS if not Path(store_path(m, c)).exists()]
+        todo = [c for c in CONDITIONS if not _store_current(m, c)]
         runs = sum(pert["grid"] ** 2 if k == "teleport" else pert["n_random"] for k in pert["kinds"])
         rate = _measured_tok_per_s(m)
         est = estimate_runtime(

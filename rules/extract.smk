@@ -39,12 +39,12 @@ rule extract_shard:
         f"{RESULTS}/logs/{{model}}/extract/{{condition}}/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/{{model}}/extract/{{condition}}/{{shard}}.tsv"
-    conda:
-        ENV
-    threads: model_threads()
     # Model jobs first: they take every core, so they start before 1-thread jobs fill the
     # cores; then the CAE (the longest 1-thread jobs, priority 5) starts next.
     priority: 10
+    conda:
+        ENV
+    threads: model_threads()
     resources:
         mem_mb=model_memory,
         runtime=240,
@@ -70,10 +70,10 @@ rule gather_activations:
         f"{RESULTS}/logs/{{model}}/gather_activations/{{condition}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/{{model}}/gather_activations/{{condition}}.tsv"
+    priority: 5
     conda:
         ENV
     threads: 1
-    priority: 5
     resources:
         mem_mb=2000,
         runtime=60,

@@ -109,3 +109,9 @@ def test_terminal_shows_an_estimate_and_progress_with_eta(tmp_path, tiny_model_d
     # the full log still has every chunk
     log = (tmp_path / "results/logs/tiny/extract/original/000.log").read_text()
     assert log.count("tok/s") == 4 and "1 threads" in log
+    # the estimate counts an extraction only where the store is missing or of another config
+    res = snakemake(tmp_path, "--cores", "1", "results/tiny/stats/original/transitions.parquet")
+    assert "extraction of 0 condition(s)" in res.stderr and "tok/s measured in an earlier run" in res.stderr, res.stderr[:3000]
+    write_config(tmp_path, {**cfg, "n_samples": 24, "extraction": {**cfg["extraction"], "shard_size": 24}})
+    res = snakemake(tmp_path, "--cores", "1", "results/tiny/tokens/original.parquet")
+    assert "extraction of 1 condition(s)" in res.stderr, res.stderr[:3000]
