@@ -307,16 +307,14 @@ def _kde_2d_at_samples(x: torch.Tensor, y: torch.Tensor, max_grid: int = 256, ce
     :func:`_heavily_tied` flags of ``x`` and ``y``, computed when not given) is done by
     :func:`_kde_2d_tied`.
 
-    A pair whose bulk is narrow next to the grid spacing (the interquartile range of a
-    whitened axis spans fewer than 2 cells: a few extreme samples dominate the covariance, so
-    the bulk is nearly a point at the kernel's scale) gets a ``fine`` times finer spacing on a
-    window around its medians, its other
-    samples summed directly: at the usual spacing, linear binning blurs such a bulk by an
-    amount that depends on where it falls between grid points, up to 0.05 nats of MI for
-    random walks with 1 % of samples 1e4 x larger. The window is 8 interquartile ranges wide
-    with no margin for the kernel's reach: the samples off it are summed directly and their
-    terms added to the densities of the samples on it, so it costs less than an ordinary
-    pair's grid.
+    A pair with a narrow bulk on an axis (the interquartile range of a whitened axis spans
+    fewer than 2 cells: a few extreme samples dominate the covariance, so the bulk is nearly
+    a point at the kernel's scale) gets a ``fine`` times finer spacing on that axis, on a
+    window of 8 interquartile ranges around the medians. At the usual spacing, linear binning
+    blurs such a bulk by an amount that depends on where it falls between grid points (up to
+    0.05 nats of MI for random walks with 1 % of samples 1e4 x larger). The window has no
+    margin for the kernel's reach: the samples off it are summed directly, and their terms
+    are added to the densities of the samples on it, so it costs less than an ordinary grid.
     """
     B, N = x.shape
     u, v, jac, vxy = _whiten(x, y, with_var=True)
