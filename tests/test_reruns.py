@@ -304,7 +304,7 @@ def test_ctrl_c_never_recomputes_finished_chunks(tmp_path, slow_model_dir, targe
     """SIGINT to Snakemake alone (the job runs on to its end, Snakemake marks it incomplete)
     or to the whole process group (the job stops mid-way): the README's resume computes only
     the chunks that were not finished, and none when the shard had completed."""
-    n, chunk = 800, 8
+    n, chunk = 240, 8  # 30 chunks: the signal lands after 3, long before the last
     proc, target, partial = start_extraction(tmp_path, slow_model_dir, n, chunk)
     deadline, done = time.time() + 300, 0
     try:
