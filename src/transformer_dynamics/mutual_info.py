@@ -197,6 +197,16 @@ def _heavily_tied(v: torch.Tensor, share: float = 0.1) -> torch.Tensor:
     return torch.from_numpy(tied)
 
 
+def _pack_rows(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Row-wise compaction of a boolean ``(R, N)`` mask: ``(ri, ci, slot, width)`` where the
+    selected column ``ci`` of row ``ri`` goes to ``slot`` (0, 1, ... in column order within
+    its row) of an ``(R, width)`` array, ``width`` the largest count in a row (at least 1)."""
+    cnt = mask.sum(1)
+    ri, ci = torch.nonzero(mask, as_tuple=True)  # row-major: each row's selected columns in order
+    slot = torch.arange(len(ri)) - (cnt.cumsum(0) - cnt)[ri]
+    return ri, ci, slot, max(1, int(cnt.max()))
+
+
 def _direct_density(coords: tuple[torch.Tensor, ...], h: torch.Tensor | float, which: torch.Tensor,
                     out: torch.Tensor, scale: torch.Tensor | None = None, budget: int = 1 << 22,
                     sources: torch.Tensor | None = None) -> torch.Tensor:
@@ -216,16 +226,11 @@ def _direct_density(coords: tuple[torch.Tensor, ...], h: torch.Tensor | float, w
     keeps ``exp`` off its slow underflow path for far outliers.
     """
     B, N = which.shape
-    counts = which.sum(1)
-    rows = torch.nonzero(counts).flatten()  # only rows with selected samples
+    rows = torch.nonzero(which.any(1)).flatten()  # only rows with selected samples
     if len(rows) == 0:
         return out
-    w = which[rows]
-    cnt = counts[rows]
-    M = int(cnt.max())
     R, d = len(rows), len(coords)
-    ri, ci = torch.nonzero(w, as_tuple=True)  # row-major: each row's selected samples in order
-    slot = torch.arange(len(ri)) - (cnt.cumsum(0) - cnt)[ri]
+    ri, ci, slot, M = _pack_rows(which[rows])
     idx = torch.zeros(R, M, dtype=torch.long)  # selected samples first, padded with sample 0
     idx[ri, slot] = ci
     hh = (torch.as_tensor(h, dtype=torch.float64)[rows] if torch.is_tensor(h) and h.dim() else
@@ -234,11 +239,7 @@ def _direct_density(coords: tuple[torch.Tensor, ...], h: torch.Tensor | float, w
     P = [c[rows].float() for c in coords]  # d x (R, N)
     Q = [p.gather(1, idx) for p in P]  # d x (R, M)
     if sources is not None:  # only the sources, packed per row, padded with far points (e^-80)
-        src = sources[rows]
-        ns = src.sum(1)
-        K = max(1, int(ns.max()))
-        si, sj = torch.nonzero(src, as_tuple=True)
-        sslot = torch.arange(len(si)) - (ns.cumsum(0) - ns)[si]
+        si, sj, sslot, K = _pack_rows(sources[rows])
         packed = [torch.full((R, K), math.inf) for _ in P]
         for pk, pp in zip(packed, P):
             pk[si, sslot] = pp[si, sj]
