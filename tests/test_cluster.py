@@ -6,6 +6,11 @@ test skips with the reason (no sinfo, or sinfo present but no controller). The c
 accounting, so the test adds `--slurm-status-command squeue`; a real cluster's profile keeps
 the plugin's default (sacct). The run is wrapped in `timeout -s KILL`: a job the plugin loses
 track of would otherwise hang the test forever.
+
+The node has 2 CPUs, so jobs that are not the test's (another run on the same cluster) would
+keep the test's jobs PENDING until the timeout. The test therefore waits for a busy queue to
+drain first (at most QUEUE_WAIT_S), fails with the queue's state when it does not, reports
+the queue's state with any failed run, and cancels the jobs its run left behind.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -28,6 +34,33 @@ TARGETS = ["results/tiny/activations/original.zarr", "results/tiny/stats/origina
 
 
 REQUIRE = "TD_REQUIRE_SLURM"  # =1: no answering cluster is a failure, not a skip (CI sets it)
+QUEUE_WAIT_S = 900  # longest wait for jobs that are not the test's to leave the queue
+RUN_TIMEOUT_S = 900  # the tiny run takes ~1-2 min on an idle node
+
+
+def queue() -> list[str]:
+    """The cluster's queue, one line per job: id, state, reason/node, work dir, name."""
+    res = subprocess.run(["squeue", "-h", "-o", "%i %T %R %Z %j"], capture_output=True, text=True, timeout=30)
+    return [line for line in res.stdout.splitlines() if line.strip()]
+
+
+def wait_for_idle_queue(limit_s: float = QUEUE_WAIT_S, poll_s: float = 10.0) -> None:
+    """Wait until no job is queued or running; fail with the queue when it stays busy."""
+    deadline = time.monotonic() + limit_s
+    while (jobs := queue()) and time.monotonic() < deadline:
+        time.sleep(poll_s)
+    if jobs:
+        pytest.fail(f"the SLURM cluster stayed busy with jobs that are not this test's for {limit_s:.0f} s; "
+                    "its 2-CPU node would keep the test's jobs PENDING. Queue (id state reason workdir name):\n"
+                    + "\n".join(jobs))
+
+
+def cancel_jobs_under(workdir) -> list[str]:
+    """scancel every job whose working directory is ``workdir`` (a killed run's leftovers)."""
+    ids = [line.split()[0] for line in queue() if len(line.split()) > 3 and line.split()[3] == str(workdir)]
+    if ids:
+        subprocess.run(["scancel", *ids], capture_output=True, text=True, timeout=30)
+    return ids
 
 
 def slurm_ready() -> str | None:
@@ -81,7 +114,8 @@ def test_workflow_on_slurm_equals_local_run(tmp_path_factory):
     # sizes of the tiny config are small): a job asking more CPUs or memory than the node has
     # would stay PENDING and the timeout would kill the run. The added flags only point at the
     # test's directory, the cluster's missing accounting (squeue) and the logs.
-    cmd = ["timeout", "-s", "KILL", "900"] + SNAKEMAKE + [
+    wait_for_idle_queue()
+    cmd = ["timeout", "-s", "KILL", str(RUN_TIMEOUT_S)] + SNAKEMAKE + [
         *[w.replace("workflow/profiles/slurm", str(REPO / "workflow/profiles/slurm")) for w in readme_slurm_command()],
         "--snakefile", str(REPO / "Snakefile"), "--directory", str(cluster),
         "--configfile", str(cluster / "config.yaml"),
@@ -90,7 +124,13 @@ def test_workflow_on_slurm_equals_local_run(tmp_path_factory):
         *TARGETS,
     ]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=cluster, env=dict(os.environ))
-    assert res.returncode == 0, f"SLURM run failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-6000:]}"
+    if res.returncode != 0:
+        jobs = queue()  # before cancelling: shows what was PENDING and why
+        left = cancel_jobs_under(cluster)
+        pytest.fail(f"SLURM run failed ({res.returncode}; -9 = killed after {RUN_TIMEOUT_S} s). "
+                    f"Queue at failure (id state reason workdir name):\n" + "\n".join(jobs or ["(empty)"])
+                    + f"\ncancelled the run's leftover jobs: {left or 'none'}\n"
+                    + f"{res.stdout[-3000:]}\n{res.stderr[-6000:]}")
     # every job went through sbatch: the plugin's per-job logs are named by SLURM job id, and
     # each rule's own log records the SLURM_JOB_ID it ran under
     slurm_logs = list((cluster / "slurm_logs").rglob("*.log"))
