@@ -226,9 +226,15 @@ def _direct_density(coords: tuple[torch.Tensor, ...], h: torch.Tensor | float, w
     keeps ``exp`` off its slow underflow path for far outliers.
     """
     B, N = which.shape
-    rows = torch.nonzero(which.any(1)).flatten()  # only rows with selected samples
+    cnt = which.sum(1)
+    # only rows with selected samples, the most selected first: a chunk of rows is padded to
+    # its first row's count, not to the largest count of all (a few rows with many tail
+    # samples would otherwise multiply the work of every row)
+    rows = torch.nonzero(cnt).flatten()
     if len(rows) == 0:
         return out
+    rows = rows[torch.argsort(cnt[rows], descending=True, stable=True)]
+    cnt = cnt[rows].tolist()
     R, d = len(rows), len(coords)
     ri, ci, slot, M = _pack_rows(which[rows])
     idx = torch.zeros(R, M, dtype=torch.long)  # selected samples first, padded with sample 0
@@ -244,14 +250,16 @@ def _direct_density(coords: tuple[torch.Tensor, ...], h: torch.Tensor | float, w
         for pk, pp in zip(packed, P):
             pk[si, sslot] = pp[si, sj]
         P = packed
-    got = torch.empty(R, M, dtype=torch.float32)
-    step = max(1, budget // max(1, M * P[0].shape[1]))
-    for r0 in range(0, R, step):
-        sl = slice(r0, r0 + step)
-        d2 = (Q[0][sl, :, None] - P[0][sl, None, :]).square_()
+    got = torch.zeros(R, M, dtype=torch.float32)
+    r0 = 0
+    while r0 < R:
+        m = cnt[r0]  # this chunk's width: its first (largest) count
+        sl = slice(r0, r0 + max(1, budget // (m * P[0].shape[1])))
+        d2 = (Q[0][sl, :m, None] - P[0][sl, None, :]).square_()
         for k in range(1, d):
-            d2 += (Q[k][sl, :, None] - P[k][sl, None, :]).square_()
-        got[sl] = d2.mul_(coef[sl]).clamp_(min=-80.0).exp_().sum(-1)
+            d2 += (Q[k][sl, :m, None] - P[k][sl, None, :]).square_()
+        got[sl, :m] = d2.mul_(coef[sl]).clamp_(min=-80.0).exp_().sum(-1)
+        r0 = sl.stop
     res = got.double() / (N * (2 * math.pi) ** (d / 2) * hh[:, None] ** d)
     if scale is not None:
         res = res * scale.double()[rows, None]
