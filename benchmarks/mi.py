@@ -2,7 +2,7 @@
 and on heavy-tailed data side by side.
 
     python benchmarks/mi.py [--store results/smollm2-135m/activations/original.zarr]
-                            [--n 1000] [--units 64] [--pairs-ref 30]
+                            [--n 1000] [--units 64] [--pairs-ref 30] [--threads T]
 
 Data sets (each N samples x S sublayers x ``--units`` units, MI of every unit between
 consecutive sublayers, as the workflow computes it):
@@ -13,7 +13,9 @@ consecutive sublayers, as the workflow computes it):
 For each: time per unit pair of ``mi_transitions`` over the whole block (one batched call,
 what a unit-block job does), time per pair of the scipy reference on ``--pairs-ref`` random
 pairs, the speed-up, and the largest |fast - reference| on those pairs (target: >= 100x and
-<= 0.01 nats on every data set).
+<= 0.01 nats on every data set). ``--threads 1`` compares one core with one core (scipy uses
+one; the workflow's unit-block jobs run on one thread each); the default is torch's (all
+cores).
 
 Then the cost against tail weight (``--tail-weights``, default 1e2 1e4 1e6): Gaussian random
 walks (``--tail-sublayers`` sublayers x ``--units`` units) in which 1 % of the samples are
@@ -63,7 +65,10 @@ def main() -> None:
     ap.add_argument("--tail-weights", type=float, nargs="*", default=[1e2, 1e4, 1e6])
     ap.add_argument("--tail-sublayers", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"N = {args.n}; torch threads = {torch.get_num_threads()}")
     print("| data | pairs | fast ms/pair | scipy ms/pair | speed-up | max abs diff (nats) | within 0.01 |")
     print("|---|---|---|---|---|---|---|")

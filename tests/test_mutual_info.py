@@ -135,3 +135,54 @@ def test_extreme_outliers_agree_with_reference(monkeypatch, f):
         for u in range(4):
             assert got[t, u] == pytest.approx(mi_reference(a[:, t, u], a[:, t + 1, u]), abs=0.01), (f, t, u)
     assert min(spacings) < N ** (-1 / 6) / 2 / 4  # the fine spacing (the usual one is h / 2)
+
+
+@pytest.mark.parametrize("G, fine", [(48, 1), (128, 1), (208, 1), (160, 8)])
+def test_banded_smoothing_equals_the_dense_product(G, fine):
+    # K C Kv^T by tiles that skip the zeros outside the kernel's band (one dense product where
+    # tiles would not pay: a narrow axis's kernel is 8x wider in cells) against the dense
+    # float64 product, on fresh random grids
+    import torch
+
+    from transformer_dynamics.mutual_info import _smooth_grids, _toeplitz_kernel
+
+    h = N ** (-1 / 6)
+    K, Kv = _toeplitz_kernel(G, h / 2, h), _toeplitz_kernel(G, h / 2 / fine, h)
+    C = torch.from_numpy(np.random.default_rng().random((3, G, G)).astype(np.float32))
+    want = K[0].double() @ C.double() @ Kv[0].double().T
+    got = _smooth_grids(K, C, Kv)
+    np.testing.assert_allclose(got.double().numpy(), want.numpy(), rtol=1e-5, atol=1e-6 * float(want.abs().max()))
+
+
+@pytest.mark.parametrize("d", [1, 2])
+def test_direct_density_equals_the_brute_force_sum(d):
+    # exact KDE sums for selected samples (rows with none, one and many selected; a budget
+    # small enough for many chunks), over all samples or, with sources, only theirs (added)
+    import torch
+
+    from transformer_dynamics.mutual_info import _direct_density
+
+    rng = np.random.default_rng()
+    B, n = 9, 60
+    coords = tuple(torch.from_numpy(rng.standard_t(2, size=(B, n))) for _ in range(d))
+    h = torch.from_numpy(rng.uniform(0.2, 2.0, B))
+    which = torch.from_numpy(rng.random((B, n)) < rng.uniform(0, 1, (B, 1)))
+    which[0] = False
+    which[1] = False
+    which[1, 7] = True
+    sources = torch.from_numpy(rng.random((B, n)) < rng.uniform(0.01, 0.5, (B, 1)))
+    sources[:, 0] = True
+    base = torch.from_numpy(rng.random((B, n)))
+    z = np.stack([c.numpy() for c in coords], -1)  # (B, n, d)
+    d2 = ((z[:, :, None, :] - z[:, None, :, :]) ** 2).sum(-1)  # (B, query, source)
+    hh = h.numpy()[:, None, None]
+    terms = np.exp(-0.5 * d2 / hh**2) / (n * (2 * np.pi) ** (d / 2) * hh**d)
+    sel = which.numpy()
+    for budget in (1 << 22, 257):
+        got = _direct_density(coords, h, which, base, budget=budget).numpy()
+        np.testing.assert_allclose(got[sel], terms.sum(-1)[sel], rtol=2e-5)
+        np.testing.assert_array_equal(got[~sel], base.numpy()[~sel])
+        got = _direct_density(coords, h, which, base, budget=budget, sources=sources).numpy()
+        added = (terms * sources.numpy()[:, None, :]).sum(-1)
+        np.testing.assert_allclose(got[sel], base.numpy()[sel] + added[sel], rtol=2e-5)
+        np.testing.assert_array_equal(got[~sel], base.numpy()[~sel])

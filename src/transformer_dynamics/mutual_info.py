@@ -42,6 +42,7 @@ correlation, which is where residual-stream units live.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -115,8 +116,9 @@ def _kde_1d_at_samples(v: torch.Tensor, G: int, cells_per_h: float = 4.0, tied: 
 
     A row whose range fits in ``G`` grid points at a spacing of at most ``h / cells_per_h``
     is binned whole. A heavy-tailed row is not stretched over a coarse grid: its grid keeps
-    that spacing over a window of ``G`` points around the median, and the samples near the
-    window's edges or beyond it get their density by direct summation (:func:`_direct_density`),
+    that spacing over a window of ``G`` points around the median: the samples beyond the
+    window get their density by direct summation (:func:`_direct_density`), and the terms of
+    those within the kernel's reach (5 h) are added to the samples inside it near its edges,
     so the cost does not grow with the tails. A row whose bulk is narrow next to that spacing
     (interquartile range under 2 cells: a few extreme samples dominate its variance, hence
     ``h``) gets a ``fine`` times finer spacing on that window (see :func:`_kde_2d_at_samples`).
@@ -164,11 +166,19 @@ def _kde_1d_at_samples(v: torch.Tensor, G: int, cells_per_h: float = 4.0, tied: 
     smooth = _smooth(counts, _gauss_lags(G, delta, bw), 1) / (N * delta[:, None])
     dens = smooth.gather(1, i0) * (1 - w) + smooth.gather(1, i0 + 1) * w
     if capped.any():
-        # the grid holds only the samples inside the window: a sample closer than 5 kernel
-        # widths (the kernel's reach) to an edge of the window is summed directly
-        margin = (5 * h / delta)[:, None]
-        exterior = capped[:, None] & ((pos < margin) | (pos > G - 1 - margin))
-        dens = _direct_density((v,), h, exterior, dens)
+        # the grid holds only the samples inside the window: the samples outside it are
+        # summed directly, and the terms of those within reach of the window (5 kernel widths)
+        # are added to the densities of the samples inside it within reach of its edges
+        c = torch.nonzero(capped).flatten()
+        pc, reach = pos[c], (5 * h[c] / delta[c])[:, None]
+        off = (pc < 0) | (pc > G - 1)
+        dens[c] = _tail_density((v[c],), h[c], off, dens[c], off, _gap(pc, G - 1, delta[c, None]).square())
+        near = off & (pc > -reach) & (pc < G - 1 + reach)
+        if near.any():
+            rim = ~off & ((pc < reach) | (pc > G - 1 - reach))
+            rows = torch.nonzero(near.any(1)).flatten()
+            dens[c[rows]] = _direct_density((v[c[rows]],), h[c[rows]], rim[rows], dens[c[rows]],
+                                            sources=near[rows])
     tied = _heavily_tied(v) if tied is None else tied
     for i in torch.nonzero(tied).flatten().tolist():  # a point mass: summed exactly
         vals, inv, cnt = np.unique(v[i].numpy(), return_inverse=True, return_counts=True)
@@ -227,39 +237,53 @@ def _direct_density(coords: tuple[torch.Tensor, ...], h: torch.Tensor | float, w
     """
     B, N = which.shape
     cnt = which.sum(1)
-    # only rows with selected samples, the most selected first: a chunk of rows is padded to
-    # its first row's count, not to the largest count of all (a few rows with many tail
-    # samples would otherwise multiply the work of every row)
-    rows = torch.nonzero(cnt).flatten()
+    rows = torch.nonzero(cnt).flatten()  # only rows with selected samples
     if len(rows) == 0:
         return out
-    rows = rows[torch.argsort(cnt[rows], descending=True, stable=True)]
-    cnt = cnt[rows].tolist()
+    # Rows are taken in chunks, each padded to its own largest number of selected samples
+    # (m) and of sources (k), not to the largest of all rows (a few rows with many tail
+    # samples would otherwise multiply the work of every row). A chunk holds rows whose m lie
+    # within a factor of 2, sorted by k, then m, so both paddings stay small (e.g. every
+    # sample of a narrow grid against a few sources, next to a few rim samples of a window).
+    kc = sources.sum(1) if sources is not None else torch.full_like(cnt, N)
+    band = torch.floor(torch.log2(cnt[rows].double())).long()
+    key = (band * (N + 1) + kc[rows]) * (N + 1) + cnt[rows]
+    order = torch.argsort(key, descending=True, stable=True)
+    rows, band = rows[order], band[order]
+    cnt, kc = cnt[rows], kc[rows]
+    band_end = torch.cumsum(torch.unique_consecutive(band, return_counts=True)[1], 0).tolist()
     R, d = len(rows), len(coords)
     ri, ci, slot, M = _pack_rows(which[rows])
-    idx = torch.zeros(R, M, dtype=torch.long)  # selected samples first, padded with sample 0
-    idx[ri, slot] = ci
     hh = (torch.as_tensor(h, dtype=torch.float64)[rows] if torch.is_tensor(h) and h.dim() else
           torch.full((R,), float(h), dtype=torch.float64))
     coef = (-0.5 / hh**2).float()[:, None, None]
-    P = [c[rows].float() for c in coords]  # d x (R, N)
-    Q = [p.gather(1, idx) for p in P]  # d x (R, M)
-    if sources is not None:  # only the sources, packed per row, padded with far points (e^-80)
+    # the selected samples packed per row (d x (R, M)); the padding is never read back
+    Q = [torch.zeros(R, M, dtype=torch.float32) for _ in coords]
+    for q, c in zip(Q, coords):
+        q[ri, slot] = c[rows[ri], ci].float()
+    if sources is None:
+        P = [c[rows].float() for c in coords]  # every sample is a source: d x (R, N)
+    else:  # only the sources, packed per row, padded with far points (e^-80)
         si, sj, sslot, K = _pack_rows(sources[rows])
-        packed = [torch.full((R, K), math.inf) for _ in P]
-        for pk, pp in zip(packed, P):
-            pk[si, sslot] = pp[si, sj]
-        P = packed
+        P = [torch.full((R, K), math.inf) for _ in coords]
+        for pk, c in zip(P, coords):
+            pk[si, sslot] = c[rows[si], sj].float()
     got = torch.zeros(R, M, dtype=torch.float32)
     r0 = 0
-    while r0 < R:
-        m = cnt[r0]  # this chunk's width: its first (largest) count
-        sl = slice(r0, r0 + max(1, budget // (m * P[0].shape[1])))
-        d2 = (Q[0][sl, :m, None] - P[0][sl, None, :]).square_()
-        for k in range(1, d):
-            d2 += (Q[k][sl, :m, None] - P[k][sl, None, :]).square_()
-        got[sl, :m] = d2.mul_(coef[sl]).clamp_(min=-80.0).exp_().sum(-1)
-        r0 = sl.stop
+    for end in band_end:  # each band of m
+        while r0 < end:
+            m_hi, k_w = 2 * int(cnt[r0]), int(kc[r0])  # bounds of the chunk's counts
+            sl = slice(r0, min(end, r0 + max(1, budget // (m_hi * k_w))))
+            m = int(cnt[sl].max())
+            # the longer of the two axes innermost (contiguous): a few sources for many
+            # samples would otherwise leave the elementwise kernels an inner axis of 1-3
+            q_ax, p_ax, red = ((slice(None), None), (None, slice(None)), -1) if k_w >= m else \
+                ((None, slice(None)), (slice(None), None), -2)
+            d2 = (Q[0][sl, :m][(slice(None), *q_ax)] - P[0][sl, :k_w][(slice(None), *p_ax)]).square_()
+            for k in range(1, d):
+                d2 += (Q[k][sl, :m][(slice(None), *q_ax)] - P[k][sl, :k_w][(slice(None), *p_ax)]).square_()
+            got[sl, :m] = d2.mul_(coef[sl]).clamp_(min=-80.0).exp_().sum(red)
+            r0 = sl.stop
     res = got.double() / (N * (2 * math.pi) ** (d / 2) * hh[:, None] ** d)
     if scale is not None:
         res = res * scale.double()[rows, None]
@@ -269,6 +293,32 @@ def _direct_density(coords: tuple[torch.Tensor, ...], h: torch.Tensor | float, w
     else:
         out[rows[ri], ci] = res[ri, slot].to(out.dtype)
     return out
+
+
+FAR = 10.0  # kernel widths: beyond this a term weighs < e^-50 against a sample's own term, 1
+
+
+def _tail_density(coords: tuple[torch.Tensor, ...], h: torch.Tensor | float, which: torch.Tensor,
+                  out: torch.Tensor, off_grid: torch.Tensor, gap2: torch.Tensor,
+                  scale: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`_direct_density` for the samples ``which`` of gridded rows: a sample farther
+    than ``FAR`` kernel widths from the grid's box (``gap2``: squared distance of each sample
+    from the box, 0 inside it) sums over the samples off the grid (``off_grid``) only. Every
+    sample on the grid is at least that far from it, so each dropped term is below e^-50 of
+    the sample's own term: far below the float32 rounding of the sum. A heavy-tailed row's far
+    outliers then cost (samples off the grid) each instead of N."""
+    hh = h[:, None] if torch.is_tensor(h) and h.dim() else h
+    far = which & (gap2 > (FAR * hh) ** 2)
+    out = _direct_density(coords, h, which & ~far, out, scale)
+    if far.any():
+        out = _direct_density(coords, h, far, out.masked_fill(far, 0.0), scale, sources=off_grid)
+    return out
+
+
+def _gap(pos: torch.Tensor, top: torch.Tensor | float, spacing: torch.Tensor | float) -> torch.Tensor:
+    """Distance of grid positions ``pos`` (in cells) from the grid's span ``[0, top]``, in
+    coordinate units (cells times ``spacing``)."""
+    return torch.clamp(torch.maximum(-pos, pos - top), min=0.0) * spacing
 
 
 def _var(x: torch.Tensor) -> torch.Tensor:
@@ -303,16 +353,19 @@ def _kde_2d_at_samples(x: torch.Tensor, y: torch.Tensor, max_grid: int = 256, ce
     In whitened coordinates every pair has the same isotropic kernel (width ``h = N^(-1/6)``),
     so with one grid spacing ``delta = h / cells_per_h`` for all pairs the smoothing is one
     shared separable Gaussian: ``K C K^T`` with the same Toeplitz K for every pair of a grid
-    size, computed as batched GEMMs over all those pairs (``grid_budget`` grid cells per call). Each pair's grid starts at its own
+    size, computed as batched GEMMs over all those pairs (``grid_budget`` grid cells per call;
+    tiles that skip the zeros outside the kernel's band, :func:`_smooth_grids`). Each pair's grid starts at its own
     minimum and its size is its own extent rounded up to 16 cells, so a pair's result does
     not depend on which pairs share its batch.
 
     A heavy-tailed pair (its extent needs more than ``max_grid`` cells per axis, or more than
     twice the cells of the window that holds its central ``1 - 2 tail`` quantile range plus
-    the kernel's reach) keeps the same spacing on that window; the samples within reach of
-    the window's edges or outside it get their density by direct summation over all samples
-    (:func:`_direct_density`). The cost is then set by the few tail samples, not by how far
-    they lie. A pair in which ``x`` or ``y`` has point masses (``tied``: the
+    the kernel's reach) keeps the same spacing on that window; the samples outside it get
+    their density by direct summation (:func:`_direct_density`; over the other samples off
+    the window only, for those more than ``FAR`` widths from it: :func:`_tail_density`), and
+    the terms of those within the kernel's reach (5 h) are added to the densities of the
+    samples on the window near its edges. The cost is then set by the few tail samples, not
+    by how far they lie. A pair in which ``x`` or ``y`` has point masses (``tied``: the
     :func:`_heavily_tied` flags of ``x`` and ``y``, computed when not given) is done by
     :func:`_kde_2d_tied`.
 
@@ -411,29 +464,25 @@ def _kde_2d_at_samples(x: torch.Tensor, y: torch.Tensor, max_grid: int = 256, ce
                 out[ss] = _smooth_2d(u[ss], v[ss], lo_u[ss], lo_v[ss], du, h, int(G),
                                      windowed=bool((capped | narrow)[ss].any()), delta_v=dv)
     out = out / (N * jac)[:, None]
-    if capped.any():
-        c = torch.nonzero(capped).flatten()
-        uc, vc = u[c], v[c]
-        edge = (need[c] - 1)[:, None] - margin / delta
-        pu, pv = (uc - lo_u[c, None]) / delta, (vc - lo_v[c, None]) / delta
-        near = (pu < margin / delta) | (pu > edge) | (pv < margin / delta) | (pv > edge)
-        out[c] = _direct_density((uc, vc), h, near, out[c], scale=1 / jac[c])
-    if narrow.any():
-        # the grid covers the bulk only (no margin for the kernel's reach): the samples off
-        # the grid are summed directly, and their terms are added to the bulk's densities
-        c = torch.nonzero(narrow).flatten()
+    windowed = capped | narrow
+    if windowed.any():
+        # the grid holds the samples on it only: the samples off it are summed directly, and
+        # the terms of those within reach of the grid (5 h, the kernel's reach, as elsewhere)
+        # are added to the densities of the samples on it
+        c = torch.nonzero(windowed).flatten()
         uc, vc = u[c], v[c]
         du, dv, top = spacing[c, 0, None], spacing[c, 1, None], (need[c] - 1)[:, None]
         pu, pv = (uc - lo_u[c, None]) / du, (vc - lo_v[c, None]) / dv
         off = (pu < 0) | (pu > top) | (pv < 0) | (pv > top)
-        # the sources whose terms reach the grid (within 5 h of it, as elsewhere)
         ru, rv = margin / du, margin / dv
         near = off & (pu > -ru) & (pu < top + ru) & (pv > -rv) & (pv < top + rv)
-        grid_part = out[c]
-        out[c] = _direct_density((uc, vc), h, off, grid_part, scale=1 / jac[c])
+        gap2 = _gap(pu, top, du).square() + _gap(pv, top, dv).square()
+        out[c] = _tail_density((uc, vc), h, off, out[c], off, gap2, scale=1 / jac[c])
         if near.any():
+            # only samples within reach of the grid's edges can be within reach of a source
+            rim = ~off & ((pu < ru) | (pu > top - ru) | (pv < rv) | (pv > top - rv))
             rows = torch.nonzero(near.any(1)).flatten()
-            out[c[rows]] = _direct_density((uc[rows], vc[rows]), h, ~off[rows], out[c[rows]],
+            out[c[rows]] = _direct_density((uc[rows], vc[rows]), h, rim[rows], out[c[rows]],
                                            scale=1 / jac[c[rows]], sources=near[rows])
     for i in torch.nonzero(~binned).flatten().tolist():  # point masses: see _kde_2d_tied
         a, b = (x[i], y[i]) if tied_x[i] else (y[i], x[i])
@@ -481,15 +530,39 @@ def _kde_2d_tied(x: np.ndarray, y: np.ndarray, h: float, cells_per_h: float = 16
     return out / (2 * math.pi * h * h) / (n * jac)
 
 
-def _toeplitz_kernel(G: int, delta: float, h: float) -> torch.Tensor:
+@functools.lru_cache(maxsize=64)
+def _toeplitz_kernel(G: int, delta: float, h: float) -> tuple[torch.Tensor, int]:
     """(G, G) banded Toeplitz matrix of the Gaussian kernel of width ``h`` on a grid of spacing
-    ``delta``, its width reduced by the blur of linear binning and interpolation."""
+    ``delta``, its width reduced by the blur of linear binning and interpolation, and its
+    half-bandwidth ``r`` (entries more than ``r`` off the diagonal are 0). Cached: a block's
+    pairs use a few grid sizes, and the result is only read."""
     bw = math.sqrt(max(h * h - delta * delta / 3, (0.25 * h) ** 2))  # binning + interpolation blur
     r = int(math.ceil(4 * bw / delta))
     taps = torch.arange(-r, r + 1, dtype=torch.float32)
     k = torch.exp(-0.5 * (taps * (delta / bw)) ** 2) * (delta / (math.sqrt(2 * math.pi) * bw))
     lag = (torch.arange(G)[:, None] - torch.arange(G)[None, :]).abs()
-    return torch.where(lag <= r, k[r + lag.clamp(max=r)], torch.zeros(()))
+    return torch.where(lag <= r, k[r + lag.clamp(max=r)], torch.zeros(())), r
+
+
+def _band_tiles(G: int, r: int, tile: int = 32) -> list[tuple[int, int, int, int]]:
+    """Row tiles ``(t0, t1, w0, w1)`` of a product with a ``(G, G)`` matrix of half-bandwidth
+    ``r``: output rows ``t0:t1`` need input rows ``w0:w1`` only. One tile (a dense product)
+    when the windows would not save at least a quarter of the work."""
+    if tile + 2 * r > 0.75 * G:
+        return [(0, G, 0, G)]
+    return [(t0, min(G, t0 + tile), max(0, t0 - r), min(G, t0 + tile + r)) for t0 in range(0, G, tile)]
+
+
+def _smooth_grids(K: tuple[torch.Tensor, int], C: torch.Tensor, Kv: tuple[torch.Tensor, int]) -> torch.Tensor:
+    """``K C Kv^T`` for a batch of grids ``C (B, G, G)`` and banded Toeplitz kernels (as
+    returned by :func:`_toeplitz_kernel`): tiles of 32 output rows (columns) multiply only the
+    rows (columns) within the band, so a grid of 128 cells costs ~40 % less than the dense
+    product (float32 rounding differs at ~1e-7 relative: the same nonzero terms)."""
+    G = C.shape[-1]
+    (Ku, ru), (Kvm, rv) = K, Kv
+    KvT = Kvm.T
+    X = torch.cat([torch.matmul(C[:, :, w0:w1], KvT[w0:w1, t0:t1]) for t0, t1, w0, w1 in _band_tiles(G, rv)], 2)
+    return torch.cat([torch.matmul(Ku[t0:t1, w0:w1], X[:, w0:w1]) for t0, t1, w0, w1 in _band_tiles(G, ru)], 1)
 
 
 def _smooth_2d(u: torch.Tensor, v: torch.Tensor, lo_u: torch.Tensor, lo_v: torch.Tensor, delta: float, h: float,
@@ -517,7 +590,7 @@ def _smooth_2d(u: torch.Tensor, v: torch.Tensor, lo_u: torch.Tensor, lo_v: torch
         counts.scatter_add_(1, idx, w)
     K = _toeplitz_kernel(G, delta, h)
     Kv = K if delta_v == delta else _toeplitz_kernel(G, delta_v, h)
-    S = torch.matmul(torch.matmul(K, counts.view(B, G, G)), Kv.T)  # K C Kv^T, batched GEMMs
+    S = _smooth_grids(K, counts.view(B, G, G), Kv)  # K C Kv^T, batched banded GEMMs
     dens = (S.view(B, G * G).gather(1, idx) * w).view(B, 4, N).sum(1)
     return dens.double() / (delta * delta_v)
 
