@@ -12,8 +12,8 @@ consecutive sublayers, as the workflow computes it):
   - massive outliers: Gaussian random walks in which 1 % of samples are 100x larger.
 For each: time per unit pair of ``mi_transitions`` over the whole block (one batched call,
 what a unit-block job does), time per pair of the scipy reference on ``--pairs-ref`` random
-pairs, the speed-up, and the largest |fast - reference| on those pairs (target: >= 100x and
-<= 0.01 nats on every data set). ``--threads 1`` compares one core with one core (scipy uses
+pairs (each the best of ``--repeats`` runs, alternated), the speed-up, and the largest
+|fast - reference| on those pairs (target: >= 100x and <= 0.01 nats on every data set). ``--threads 1`` compares one core with one core (scipy uses
 one; the workflow's unit-block jobs run on one thread each); the default is torch's (all
 cores).
 
@@ -82,14 +82,16 @@ def main() -> None:
         T = S - 1
         srcs, dsts = np.arange(T), np.arange(1, S)
         mi_transitions(a[:, :3], srcs[:2], dsts[:2])  # warm-up
-        t0 = time.perf_counter()
-        fast = mi_transitions(a, srcs, dsts)
-        t_fast = (time.perf_counter() - t0) / (T * U)
         rng = np.random.default_rng(1)
         picks = [(int(rng.integers(T)), int(rng.integers(U))) for _ in range(args.pairs_ref)]
-        t0 = time.perf_counter()
-        ref = np.array([mi_reference(a[:, t, u], a[:, t + 1, u]) for t, u in picks])
-        t_ref = (time.perf_counter() - t0) / len(picks)
+        t_fast = t_ref = np.inf
+        for _ in range(args.repeats):  # best of the repeats, each side: the host's noise is one-sided
+            t0 = time.perf_counter()
+            fast = mi_transitions(a, srcs, dsts)
+            t_fast = min(t_fast, (time.perf_counter() - t0) / (T * U))
+            t0 = time.perf_counter()
+            ref = np.array([mi_reference(a[:, t, u], a[:, t + 1, u]) for t, u in picks])
+            t_ref = min(t_ref, (time.perf_counter() - t0) / len(picks))
         diff = float(np.nanmax(np.abs(np.array([fast[t, u] for t, u in picks]) - ref)))
         print(f"| {name} | {T * U} | {t_fast * 1e3:.3f} | {t_ref * 1e3:.1f} | {t_ref / t_fast:.0f}x | {diff:.4f} | "
               f"{'yes' if diff <= 0.01 else 'NO'} |", flush=True)
