@@ -108,22 +108,21 @@ def test_gguf_conversion_cache_gives_the_same_model_and_tokenizer(tmp_path, monk
     texts = ["The quick brown fox jumps over the lazy dog.", "Paris is the capital of France.",
              "Photosynthesis converts light into chemical energy; résumé, naïve, 東京, emoji 🙂."]
     monkeypatch.setenv("TD_CACHE_DIR", "off")
-    direct = load_model("embedded", "float32", "cpu")
+    assert models.cache_root() is None
     monkeypatch.setenv("TD_CACHE_DIR", str(tmp_path / "cache"))
-    first = load_model("embedded", "float32", "cpu")  # converts and fills the cache
+    direct = load_model("embedded", "float32", "cpu")  # converts (the GGUF itself) and fills the cache
     entries = sorted(p.name for p in (tmp_path / "cache/gguf").iterdir())
     assert len(entries) == 2 and any("-model-float32-" in e for e in entries), entries
     again = load_model("embedded", "float32", "cpu")  # reads the cache
     ref = direct.model.state_dict()
-    for loaded in (first, again):
-        got = loaded.model.state_dict()
-        assert set(got) == set(ref)
-        assert all(torch.equal(got[k], ref[k]) for k in ref)
-        assert loaded.info == direct.info
-        for t in texts:
-            assert loaded.tokenizer(t)["input_ids"] == direct.tokenizer(t)["input_ids"]
-        assert (loaded.tokenizer.bos_token_id, loaded.tokenizer.eos_token_id, loaded.pad_id) == (
-            direct.tokenizer.bos_token_id, direct.tokenizer.eos_token_id, direct.pad_id)
+    got = again.model.state_dict()
+    assert set(got) == set(ref)
+    assert all(torch.equal(got[k], ref[k]) for k in ref)
+    assert again.info == direct.info
+    for t in texts:
+        assert again.tokenizer(t)["input_ids"] == direct.tokenizer(t)["input_ids"]
+    assert (again.tokenizer.bos_token_id, again.tokenizer.eos_token_id, again.pad_id) == (
+        direct.tokenizer.bos_token_id, direct.tokenizer.eos_token_id, direct.pad_id)
     # the same forward pass
     ids = torch.tensor([direct.tokenizer(texts[0])["input_ids"]])
     with torch.no_grad():

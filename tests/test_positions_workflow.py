@@ -5,6 +5,7 @@ reproduces the last-token workflow's tables exactly."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -14,12 +15,22 @@ from workflow_utils import planned_jobs, snakemake, tiny_config, write_config
 
 
 @pytest.fixture(scope="module")
-def positions_run(tmp_path_factory, tiny_model_dir):
+def positions_run(tmp_path_factory, tiny_model_dir, finished_run):
+    """The finished last-token run (a copy) with positions turned on: what a user does after
+    a first run. Only the position jobs and the cross-model outputs run; the last-token
+    stores and analyses are kept."""
     wd = tmp_path_factory.mktemp("positions")
+    shutil.copytree(finished_run, wd, symlinks=True, dirs_exist_ok=True)
     cfg = tiny_config(tiny_model_dir, extraction={"shard_size": 16, "sample_chunk": 8, "unit_chunk": 16,
                                                   "positions": "sample:4", "token_chunk": 20},
                       positions={"min_tokens": 8})
     write_config(wd, cfg)
+    jobs = planned_jobs(wd)
+    kept = {"filter_corpus", "tokenize", "extract_shard", "gather_activations", "unit_block_stats",
+            "gather_unit_stats", "vector_stats", "rotation_block", "gather_rotations", "train_autoencoder",
+            "fit_pca", "perturb"}
+    assert jobs.get("extract_positions") == 2, jobs
+    assert not kept & set(jobs), f"turning positions on re-ran last-token jobs: {jobs}"
     snakemake(wd, "--cores", "2")
     return wd
 

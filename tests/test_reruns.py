@@ -183,20 +183,31 @@ def write_local_corpus(path, n=16, edit=None):
     return lines
 
 
-@pytest.fixture
-def local_inputs_run(tmp_path, tiny_model_dir):
-    """A workdir with a local corpus file and a copy of the tiny model, run up to the store."""
+@pytest.fixture(scope="module")
+def local_inputs_base(tmp_path_factory, tiny_model_dir):
+    """A workdir with a local corpus file and a copy of the tiny model, both given by paths
+    relative to the workdir, run up to the store (once per module)."""
     import shutil
 
-    model = tmp_path / "model"
-    shutil.copytree(tiny_model_dir, model)
-    write_local_corpus(tmp_path / "corpus.txt")
-    cfg = tiny_config(model, conditions=["original"], n_samples=16,
+    wd = tmp_path_factory.mktemp("local-inputs")
+    shutil.copytree(tiny_model_dir, wd / "model")
+    write_local_corpus(wd / "corpus.txt")
+    cfg = tiny_config("model", conditions=["original"], n_samples=16,
                       corpus={"source": "corpus.txt", "min_chars": 100, "max_chars": 500},
                       extraction={"shard_size": 16, "sample_chunk": 8, "unit_chunk": 16})
-    write_config(tmp_path, cfg)
-    snakemake(tmp_path, "--cores", "1", "results/tiny/activations/original.zarr")
-    return tmp_path
+    write_config(wd, cfg)
+    snakemake(wd, "--cores", "1", "results/tiny/activations/original.zarr")
+    return wd
+
+
+@pytest.fixture
+def local_inputs_run(local_inputs_base, tmp_path):
+    """A copy of that finished workdir (times kept: it is up to date), for one test to edit."""
+    import shutil
+
+    wd = tmp_path / "wd"
+    shutil.copytree(local_inputs_base, wd, symlinks=True)
+    return wd
 
 
 def test_editing_a_local_corpus_file_reruns_from_the_filter(local_inputs_run):
@@ -304,7 +315,7 @@ def test_ctrl_c_never_recomputes_finished_chunks(tmp_path, slow_model_dir, targe
     """SIGINT to Snakemake alone (the job runs on to its end, Snakemake marks it incomplete)
     or to the whole process group (the job stops mid-way): the README's resume computes only
     the chunks that were not finished, and none when the shard had completed."""
-    n, chunk = 240, 8  # 30 chunks: the signal lands after 3, long before the last
+    n, chunk = 120, 8  # 15 chunks: the signal lands after 3, long before the last
     proc, target, partial = start_extraction(tmp_path, slow_model_dir, n, chunk)
     deadline, done = time.time() + 300, 0
     try:
