@@ -9,7 +9,8 @@ track of would otherwise hang the test forever.
 
 The node has 2 CPUs, so jobs that are not the test's (another run on the same cluster) would
 keep the test's jobs PENDING until the timeout. The test therefore waits for a busy queue to
-drain first (at most QUEUE_WAIT_S), fails with the queue's state when it does not, reports
+drain first (at most QUEUE_WAIT_S), fails (skips unless TD_REQUIRE_SLURM=1) with the queue's
+state when it does not, reports
 the queue's state with any failed run, and cancels the jobs its run left behind.
 """
 
@@ -39,25 +40,30 @@ RUN_TIMEOUT_S = 900  # the tiny run takes ~1-2 min on an idle node
 
 
 def queue() -> list[str]:
-    """The cluster's queue, one line per job: id, state, reason/node, work dir, name."""
-    res = subprocess.run(["squeue", "-h", "-o", "%i %T %R %Z %j"], capture_output=True, text=True, timeout=30)
+    """The cluster's queue, one line per job: ``id|state|work dir|name|reason or node`` (the
+    reason last: it may hold spaces)."""
+    res = subprocess.run(["squeue", "-h", "-o", "%i|%T|%Z|%j|%R"], capture_output=True, text=True, timeout=30)
     return [line for line in res.stdout.splitlines() if line.strip()]
 
 
 def wait_for_idle_queue(limit_s: float = QUEUE_WAIT_S, poll_s: float = 10.0) -> None:
-    """Wait until no job is queued or running; fail with the queue when it stays busy."""
+    """Wait until no job is queued or running; when the queue stays busy, fail (CI, which
+    demands the cluster) or skip (a developer on a shared cluster), listing the jobs."""
     deadline = time.monotonic() + limit_s
     while (jobs := queue()) and time.monotonic() < deadline:
         time.sleep(poll_s)
     if jobs:
-        pytest.fail(f"the SLURM cluster stayed busy with jobs that are not this test's for {limit_s:.0f} s; "
-                    "its 2-CPU node would keep the test's jobs PENDING. Queue (id state reason workdir name):\n"
-                    + "\n".join(jobs))
+        why = (f"the SLURM cluster stayed busy with jobs that are not this test's for {limit_s:.0f} s; "
+               "its 2-CPU node would keep the test's jobs PENDING. Queue (id|state|workdir|name|reason):\n"
+               + "\n".join(jobs))
+        if os.environ.get(REQUIRE, "") not in ("", "0"):
+            pytest.fail(why)
+        pytest.skip(why)
 
 
 def cancel_jobs_under(workdir) -> list[str]:
     """scancel every job whose working directory is ``workdir`` (a killed run's leftovers)."""
-    ids = [line.split()[0] for line in queue() if len(line.split()) > 3 and line.split()[3] == str(workdir)]
+    ids = [f[0] for f in (line.split("|", 4) for line in queue()) if len(f) > 2 and f[2] == str(workdir)]
     if ids:
         subprocess.run(["scancel", *ids], capture_output=True, text=True, timeout=30)
     return ids
@@ -125,10 +131,12 @@ def test_workflow_on_slurm_equals_local_run(tmp_path_factory):
     ]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=cluster, env=dict(os.environ))
     if res.returncode != 0:
-        jobs = queue()  # before cancelling: shows what was PENDING and why
-        left = cancel_jobs_under(cluster)
+        try:  # before cancelling: shows what was PENDING and why
+            jobs, left = queue(), cancel_jobs_under(cluster)
+        except (OSError, subprocess.SubprocessError) as e:  # the run's own output matters more
+            jobs, left = [f"(squeue failed: {e})"], "unknown"
         pytest.fail(f"SLURM run failed ({res.returncode}; -9 = killed after {RUN_TIMEOUT_S} s). "
-                    f"Queue at failure (id state reason workdir name):\n" + "\n".join(jobs or ["(empty)"])
+                    f"Queue at failure (id|state|workdir|name|reason):\n" + "\n".join(jobs or ["(empty)"])
                     + f"\ncancelled the run's leftover jobs: {left or 'none'}\n"
                     + f"{res.stdout[-3000:]}\n{res.stderr[-6000:]}")
     # every job went through sbatch: the plugin's per-job logs are named by SLURM job id, and

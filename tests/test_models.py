@@ -107,8 +107,8 @@ def test_gguf_conversion_cache_gives_the_same_model_and_tokenizer(tmp_path, monk
 
     texts = ["The quick brown fox jumps over the lazy dog.", "Paris is the capital of France.",
              "Photosynthesis converts light into chemical energy; résumé, naïve, 東京, emoji 🙂."]
-    monkeypatch.setenv("TD_CACHE_DIR", "off")
-    assert models.cache_root() is None
+    monkeypatch.setenv("TD_CACHE_DIR", "off")  # no cache: every load converts (below: a load with it)
+    assert models.cache_root() is None and models._gguf_cache_dir(models.embedded_gguf_path(), "model") is None
     monkeypatch.setenv("TD_CACHE_DIR", str(tmp_path / "cache"))
     direct = load_model("embedded", "float32", "cpu")  # converts (the GGUF itself) and fills the cache
     entries = sorted(p.name for p in (tmp_path / "cache/gguf").iterdir())

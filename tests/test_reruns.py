@@ -299,8 +299,8 @@ def test_a_damaged_chunk_stops_every_reader_and_no_result_survives(finished_run,
 
 @pytest.fixture(scope="module")
 def slow_model_dir(tmp_path_factory):
-    """A small random Llama large enough (8 layers, width 512) that extracting 800 texts takes
-    many seconds even on an idle machine, so a signal always lands mid-way (with the tiny
+    """A small random Llama large enough (8 layers, width 512) that extracting 120 texts takes
+    several seconds even on an idle machine, so a signal always lands mid-way (with the tiny
     model the whole shard can finish between two polls)."""
     from conftest import has_embedded
 

@@ -272,7 +272,8 @@ def _direct_density(coords: tuple[torch.Tensor, ...], h: torch.Tensor | float, w
     r0 = 0
     for end in band_end:  # each band of m
         while r0 < end:
-            m_hi, k_w = 2 * int(cnt[r0]), int(kc[r0])  # bounds of the chunk's counts
+            m_hi, k_w = 2 * int(cnt[r0]), max(1, int(kc[r0]))  # bounds of the chunk's counts (a row
+            # without sources adds nothing: its padding sums to 0)
             sl = slice(r0, min(end, r0 + max(1, budget // (m_hi * k_w))))
             m = int(cnt[sl].max())
             # the longer of the two axes innermost (contiguous): a few sources for many
@@ -535,13 +536,17 @@ def _toeplitz_kernel(G: int, delta: float, h: float) -> tuple[torch.Tensor, int]
     """(G, G) banded Toeplitz matrix of the Gaussian kernel of width ``h`` on a grid of spacing
     ``delta``, its width reduced by the blur of linear binning and interpolation, and its
     half-bandwidth ``r`` (entries more than ``r`` off the diagonal are 0). Cached: a block's
-    pairs use a few grid sizes, and the result is only read."""
+    pairs use a few grid sizes. The matrix is shared by every caller: **read only** (built
+    outside inference mode, so callers in and out of it can use it)."""
     bw = math.sqrt(max(h * h - delta * delta / 3, (0.25 * h) ** 2))  # binning + interpolation blur
     r = int(math.ceil(4 * bw / delta))
-    taps = torch.arange(-r, r + 1, dtype=torch.float32)
-    k = torch.exp(-0.5 * (taps * (delta / bw)) ** 2) * (delta / (math.sqrt(2 * math.pi) * bw))
-    lag = (torch.arange(G)[:, None] - torch.arange(G)[None, :]).abs()
-    return torch.where(lag <= r, k[r + lag.clamp(max=r)], torch.zeros(())), r
+    with torch.inference_mode(False), torch.no_grad():
+        taps = torch.arange(-r, r + 1, dtype=torch.float32)
+        k = torch.exp(-0.5 * (taps * (delta / bw)) ** 2) * (delta / (math.sqrt(2 * math.pi) * bw))
+        lag = (torch.arange(G)[:, None] - torch.arange(G)[None, :]).abs()
+        K = torch.where(lag <= r, k[r + lag.clamp(max=r)], torch.zeros(()))
+    K.requires_grad_(False)
+    return K, r
 
 
 def _band_tiles(G: int, r: int, tile: int = 32) -> list[tuple[int, int, int, int]]:
