@@ -13,9 +13,9 @@ consecutive sublayers, as the workflow computes it):
 For each: time per unit pair of ``mi_transitions`` over the whole block (one batched call,
 what a unit-block job does), time per pair of the scipy reference on ``--pairs-ref`` random
 pairs (each the best of ``--repeats`` runs, alternated), the speed-up, and the largest
-|fast - reference| on those pairs (target: >= 100x and <= 0.01 nats on every data set). ``--threads 1`` compares one core with one core (scipy uses
-one; the workflow's unit-block jobs run on one thread each); the default is torch's (all
-cores).
+|fast - reference| on those pairs (target: >= 100x and <= 0.01 nats on every data set).
+``--threads 1`` compares one core with one core (scipy uses one; the workflow's unit-block
+jobs run on one thread each); the default is torch's (all cores).
 
 Then the cost against tail weight (``--tail-weights``, default 1e2 1e4 1e6): Gaussian random
 walks (``--tail-sublayers`` sublayers x ``--units`` units) in which 1 % of the samples are

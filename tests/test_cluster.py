@@ -10,8 +10,8 @@ track of would otherwise hang the test forever.
 The node has 2 CPUs, so jobs that are not the test's (another run on the same cluster) would
 keep the test's jobs PENDING until the timeout. The test therefore waits for a busy queue to
 drain first (at most QUEUE_WAIT_S), fails (skips unless TD_REQUIRE_SLURM=1) with the queue's
-state when it does not, reports
-the queue's state with any failed run, and cancels the jobs its run left behind.
+state when it does not, reports the queue's state with any failed run, and cancels the jobs
+its run left behind.
 """
 
 from __future__ import annotations

@@ -10,6 +10,11 @@ from transformer_dynamics.mutual_info import gaussian_mi, mi_fast, mi_reference,
 N = 1000
 
 
+def fresh_seed() -> int:
+    """A fresh seed per run, put in the failure messages to reproduce a miss."""
+    return int(np.random.SeedSequence().entropy % 2**32)
+
+
 def gaussian_pair(rng, rho, n=N):
     z = rng.multivariate_normal([0, 0], [[1, rho], [rho, 1]], size=n)
     return z[:, 0], z[:, 1]
@@ -48,7 +53,7 @@ def test_fast_agrees_with_reference_on_non_gaussian_data():
     # fresh inputs every run; the seed is in the failure message to reproduce a miss (about 1
     # in 300 student-t df=2 draws misses by ~0.013 nats, old and new estimator alike: an
     # extreme sample stretches the grid; docs/speed.md, MI)
-    seed = int(np.random.SeedSequence().entropy % 2**32)
+    seed = fresh_seed()
     for name, x, y in non_gaussian_cases(np.random.default_rng(seed)):
         ref = mi_reference(x, y)
         fast = mi_fast(x[None], y[None])[0]
@@ -135,11 +140,6 @@ def test_extreme_outliers_agree_with_reference(monkeypatch, f):
         for u in range(4):
             assert got[t, u] == pytest.approx(mi_reference(a[:, t, u], a[:, t + 1, u]), abs=0.01), (f, t, u)
     assert min(spacings) < N ** (-1 / 6) / 2 / 4  # the fine spacing (the usual one is h / 2)
-
-
-def fresh_seed() -> int:
-    """A fresh seed per run, put in the failure messages to reproduce a miss."""
-    return int(np.random.SeedSequence().entropy % 2**32)
 
 
 @pytest.mark.parametrize("G, fine", [(48, 1), (128, 1), (208, 1), (160, 8)])

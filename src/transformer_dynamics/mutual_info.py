@@ -170,15 +170,7 @@ def _kde_1d_at_samples(v: torch.Tensor, G: int, cells_per_h: float = 4.0, tied: 
         # summed directly, and the terms of those within reach of the window (5 kernel widths)
         # are added to the densities of the samples inside it within reach of its edges
         c = torch.nonzero(capped).flatten()
-        pc, reach = pos[c], (5 * h[c] / delta[c])[:, None]
-        off = (pc < 0) | (pc > G - 1)
-        dens[c] = _tail_density((v[c],), h[c], off, dens[c], off, _gap(pc, G - 1, delta[c, None]).square())
-        near = off & (pc > -reach) & (pc < G - 1 + reach)
-        if near.any():
-            rim = ~off & ((pc < reach) | (pc > G - 1 - reach))
-            rows = torch.nonzero(near.any(1)).flatten()
-            dens[c[rows]] = _direct_density((v[c[rows]],), h[c[rows]], rim[rows], dens[c[rows]],
-                                            sources=near[rows])
+        dens[c] = _off_grid_density((v[c],), h[c], [pos[c]], G - 1, [delta[c, None]], dens[c])
     tied = _heavily_tied(v) if tied is None else tied
     for i in torch.nonzero(tied).flatten().tolist():  # a point mass: summed exactly
         vals, inv, cnt = np.unique(v[i].numpy(), return_inverse=True, return_counts=True)
@@ -313,6 +305,37 @@ def _tail_density(coords: tuple[torch.Tensor, ...], h: torch.Tensor | float, whi
     out = _direct_density(coords, h, which & ~far, out, scale)
     if far.any():
         out = _direct_density(coords, h, far, out.masked_fill(far, 0.0), scale, sources=off_grid)
+    return out
+
+
+def _off_grid_density(coords: tuple[torch.Tensor, ...], h: torch.Tensor | float, pos: list[torch.Tensor],
+                      top: torch.Tensor | int, spacing: list[torch.Tensor], out: torch.Tensor,
+                      scale: torch.Tensor | None = None) -> torch.Tensor:
+    """The densities of rows whose grid is a window that does not hold every sample, in 1-D
+    and 2-D alike. ``out`` holds the grid's values; ``pos`` are the samples' grid positions
+    (cells, one ``(R, N)`` tensor per axis; the grid spans ``[0, top]``) and ``spacing`` the
+    cell size per axis. The samples off the grid get the exact sum (:func:`_tail_density`);
+    the terms of those within the kernel's reach (5 h) of the grid are added to the samples
+    on it within that reach of its edges (no other sample on it is within reach of them)."""
+    per_row = torch.is_tensor(h) and h.dim() > 0
+    hh = h[:, None] if per_row else h
+    off = torch.zeros(pos[0].shape, dtype=torch.bool)
+    reaches = torch.ones(pos[0].shape, dtype=torch.bool)  # within reach of the grid on every axis
+    rim = torch.zeros(pos[0].shape, dtype=torch.bool)  # within reach of an edge on some axis
+    gap2 = torch.zeros(pos[0].shape, dtype=pos[0].dtype)
+    for p, s in zip(pos, spacing):
+        r = 5 * hh / s
+        off |= (p < 0) | (p > top)
+        reaches &= (p > -r) & (p < top + r)
+        rim |= (p < r) | (p > top - r)
+        gap2 += _gap(p, top, s).square()
+    near = off & reaches
+    out = _tail_density(coords, h, off, out, off, gap2, scale)
+    if near.any():
+        rows = torch.nonzero(near.any(1)).flatten()
+        out[rows] = _direct_density(tuple(c[rows] for c in coords), h[rows] if per_row else h,
+                                    (rim & ~off)[rows], out[rows], None if scale is None else scale[rows],
+                                    sources=near[rows])
     return out
 
 
@@ -474,17 +497,7 @@ def _kde_2d_at_samples(x: torch.Tensor, y: torch.Tensor, max_grid: int = 256, ce
         uc, vc = u[c], v[c]
         du, dv, top = spacing[c, 0, None], spacing[c, 1, None], (need[c] - 1)[:, None]
         pu, pv = (uc - lo_u[c, None]) / du, (vc - lo_v[c, None]) / dv
-        off = (pu < 0) | (pu > top) | (pv < 0) | (pv > top)
-        ru, rv = margin / du, margin / dv
-        near = off & (pu > -ru) & (pu < top + ru) & (pv > -rv) & (pv < top + rv)
-        gap2 = _gap(pu, top, du).square() + _gap(pv, top, dv).square()
-        out[c] = _tail_density((uc, vc), h, off, out[c], off, gap2, scale=1 / jac[c])
-        if near.any():
-            # only samples within reach of the grid's edges can be within reach of a source
-            rim = ~off & ((pu < ru) | (pu > top - ru) | (pv < rv) | (pv > top - rv))
-            rows = torch.nonzero(near.any(1)).flatten()
-            out[c[rows]] = _direct_density((uc[rows], vc[rows]), h, rim[rows], out[c[rows]],
-                                           scale=1 / jac[c[rows]], sources=near[rows])
+        out[c] = _off_grid_density((uc, vc), h, [pu, pv], top, [du, dv], out[c], scale=1 / jac[c])
     for i in torch.nonzero(~binned).flatten().tolist():  # point masses: see _kde_2d_tied
         a, b = (x[i], y[i]) if tied_x[i] else (y[i], x[i])
         out[i] = torch.from_numpy(_kde_2d_tied(a.numpy(), b.numpy(), h)).to(out.dtype)
@@ -545,7 +558,6 @@ def _toeplitz_kernel(G: int, delta: float, h: float) -> tuple[torch.Tensor, int]
         k = torch.exp(-0.5 * (taps * (delta / bw)) ** 2) * (delta / (math.sqrt(2 * math.pi) * bw))
         lag = (torch.arange(G)[:, None] - torch.arange(G)[None, :]).abs()
         K = torch.where(lag <= r, k[r + lag.clamp(max=r)], torch.zeros(()))
-    K.requires_grad_(False)
     return K, r
 
 
