@@ -7,6 +7,7 @@ and on heavy-tailed data side by side.
 Data sets (each N samples x S sublayers x ``--units`` units, MI of every unit between
 consecutive sublayers, as the workflow computes it):
   - real: the first ``--units`` units of a SmolLM2 store (skipped when no store is given or found),
+  - real, bfloat16-rounded: the same values rounded to bfloat16, as a bfloat16 model stores them,
   - t(2): random walks over sublayers with Student-t (2 degrees of freedom) steps,
   - lognormal: exp of Gaussian random walks (skewed, long right tail),
   - massive outliers: Gaussian random walks in which 1 % of samples are 100x larger.
@@ -47,6 +48,9 @@ def datasets(args: argparse.Namespace) -> dict[str, np.ndarray]:
         from transformer_dynamics import store
 
         out["real (SmolLM2)"] = store.read_units(args.store, 0, U)[:N]
+        # the same values rounded to bfloat16 (8 significant bits), as a bfloat16 model's
+        # store holds them: most values repeat, which must not be mistaken for point masses
+        out["real, bfloat16-rounded"] = torch.from_numpy(out["real (SmolLM2)"]).to(torch.bfloat16).float().numpy()
     out["t(2) random walks"] = rng.standard_t(2, size=(N, S, U)).cumsum(axis=1)
     out["lognormal"] = np.exp(0.3 * rng.normal(size=(N, S, U)).cumsum(axis=1) / np.sqrt(np.arange(1, S + 1))[None, :, None])
     g = rng.normal(size=(N, S, U)).cumsum(axis=1)

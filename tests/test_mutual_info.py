@@ -100,6 +100,56 @@ def test_point_masses_agree_with_reference():
         assert mi_transitions(a, np.array([0]), np.array([1]))[0, 0] == pytest.approx(ref, abs=0.01), name
 
 
+def bfloat16(z: np.ndarray) -> np.ndarray:
+    """``z`` rounded to bfloat16 (8 significant bits), as a store of a bfloat16 model holds it."""
+    import torch
+
+    return torch.from_numpy(np.asarray(z, dtype=np.float32)).to(torch.bfloat16).double().numpy()
+
+
+def test_rounded_values_are_not_point_masses():
+    # a bfloat16 store: most values repeat (8 significant bits), but each repeat is a small
+    # part of the samples near it. Such rows take the binned KDE (the criterion before flagged
+    # every one of them: 50x slower), within 0.01 nats of scipy; a real point mass among them
+    # (layer 0: most texts end in the same token) is still flagged and summed exactly
+    import torch
+
+    from transformer_dynamics.mutual_info import _heavily_tied
+
+    seed = fresh_seed()
+    rng = np.random.default_rng(seed)
+    walks = rng.normal(size=(N, 3, 4)).cumsum(axis=1) + np.array([0.0, 1.0, 3.0, 30.0])  # offsets in sd
+    a = bfloat16(walks)
+    rows = torch.from_numpy(np.ascontiguousarray(a.transpose(1, 2, 0)).reshape(-1, N))
+    assert (np.sort(rows.numpy(), axis=1)[:, 1:] == np.sort(rows.numpy(), axis=1)[:, :-1]).sum(1).min() > 0.1 * N
+    flagged = _heavily_tied(rows).numpy().reshape(3, 4)
+    assert not flagged[:, :3].any(), (seed, flagged)  # offsets up to 3 sd: rounding only
+    assert flagged[:, 3].all(), (seed, flagged)  # 30 sd: ~10 values per bandwidth, summed exactly
+    got = mi_transitions(a, np.arange(2), np.arange(1, 3))
+    for t in range(2):
+        for u in range(4):
+            assert got[t, u] == pytest.approx(mi_reference(a[:, t, u], a[:, t + 1, u]), abs=0.01), (seed, t, u)
+    mass = bfloat16(np.where(rng.random(N) < 0.6, 0.37, rng.normal(size=N)))
+    assert _heavily_tied(torch.from_numpy(mass[None])).item(), seed
+    y = bfloat16(0.8 * mass + 0.3 * rng.normal(size=N))
+    assert mi_fast(mass[None], y[None])[0] == pytest.approx(mi_reference(mass, y), abs=0.01), seed
+
+
+def test_coarse_lattices_agree_with_reference():
+    # values rounded to a lattice as coarse as the kernel (spacing 0.05-2 bandwidths): flagged
+    # as point masses or binned, both within 0.01 nats of scipy
+    seed = fresh_seed()
+    rng = np.random.default_rng(seed)
+    h = N ** (-1 / 5)
+    for c in (0.05, 0.35, 2.0):
+        x = rng.normal(size=(2, N))
+        y = 0.7 * x + 0.7 * rng.normal(size=(2, N))
+        x, y = (np.round(z / (c * h)) * c * h for z in (x, y))
+        got = mi_fast(x, y)
+        for i in range(2):
+            assert got[i] == pytest.approx(mi_reference(x[i], y[i]), abs=0.01), (seed, c, i)
+
+
 def test_heavy_tailed_blocks_agree_with_reference(monkeypatch):
     # fresh heavy-tailed blocks (t(2) random walks; Gaussian walks with 1 % of samples 100x):
     # their pairs are windowed and their tail samples summed directly (float32 differences,

@@ -171,7 +171,7 @@ def _kde_1d_at_samples(v: torch.Tensor, G: int, cells_per_h: float = 4.0, tied: 
         # are added to the densities of the samples inside it within reach of its edges
         c = torch.nonzero(capped).flatten()
         dens[c] = _off_grid_density((v[c],), h[c], [pos[c]], G - 1, [delta[c, None]], dens[c])
-    tied = _heavily_tied(v) if tied is None else tied
+    tied = _heavily_tied(v, sd=sd) if tied is None else tied
     for i in torch.nonzero(tied).flatten().tolist():  # a point mass: summed exactly
         vals, inv, cnt = np.unique(v[i].numpy(), return_inverse=True, return_counts=True)
         hi = float(h[i])
@@ -180,22 +180,45 @@ def _kde_1d_at_samples(v: torch.Tensor, G: int, cells_per_h: float = 4.0, tied: 
     return dens
 
 
-def _heavily_tied(v: torch.Tensor, share: float = 0.1) -> torch.Tensor:
-    """Rows ``(B,)`` of ``v (B, N)`` in which at least ``share`` of the samples repeat an
-    earlier value (a point mass: e.g. layer 0 at the last token, where most texts end in the
-    same token). Their KDE is summed directly: binning blurs a point mass by an amount that
-    depends on where it falls between grid points (errors of several 0.01 nats)."""
-    def repeats(z: np.ndarray) -> np.ndarray:
-        srt = np.sort(z, axis=1)  # numpy's vectorised sort: ~5x faster than torch's on rows
-        return (srt[:, 1:] == srt[:, :-1]).sum(1)
+def _heavily_tied(v: torch.Tensor, share: float = 0.1, dominance: float = 0.1,
+                  sd: torch.Tensor | None = None) -> torch.Tensor:
+    """Rows ``(B,)`` of ``v (B, N)`` with point masses that the binned KDE would blur: at
+    least ``share`` of the samples sit in a repeated value that holds at least ``dominance``
+    of the samples within one Scott bandwidth of it (1-D, ``h = sd N^(-1/5)``; ``sd``: the
+    rows' standard deviations, if known). E.g. layer 0 at the last token, where most texts
+    end in the same token (original) or in one of a few hundred tokens (shuffled). Their KDE
+    is summed directly: binning blurs a point mass by an amount that depends on where it
+    falls between grid points (errors of several 0.01 nats).
 
-    # equal values stay equal in float32, so a float32 sort (twice as fast again) finds every
-    # candidate; only those rows are checked again in full precision
-    need = share * v.shape[1]
-    z = v.detach().cpu().numpy()
-    tied = repeats(z.astype(np.float32)) >= need
-    if z.dtype != np.float32 and tied.any():
-        tied[tied.copy()] = repeats(z[tied]) >= need
+    Repeats that are only rounding do not count: a bfloat16 model's store holds values with
+    8 significant bits, so most values repeat, but near a value there are many others at the
+    kernel's scale; such repeats fall at every offset between grid points and their binning
+    errors average out as those of distinct values do (within 1e-3 nats of scipy, even for
+    lattices as coarse as two bandwidths: docs/speed.md). The criterion before this one
+    (any ``share`` of repeats) flagged every row of a bfloat16 store: its MI was 40x slower.
+    ``dominance = 0.1`` flags rows rounded to ~10 values per bandwidth or fewer (bfloat16
+    units offset by ~10 sd and more at N = 1000), and every row flagged before in the float32
+    stores of the default run.
+    """
+    B, N = v.shape
+    # numpy's vectorised row sort (~5x faster than torch's) in float32 (twice as fast again):
+    # values that differ only beyond float32's precision are one point at the kernel's scale
+    srt = np.sort(v.detach().cpu().numpy().astype(np.float32), axis=1)
+    cand = (srt[:, 1:] == srt[:, :-1]).sum(1) >= share * N
+    tied = np.zeros(B, dtype=bool)
+    if not cand.any():
+        return torch.from_numpy(tied)
+    s = torch.from_numpy(srt[cand])
+    new = torch.ones(s.shape, dtype=torch.bool)
+    new[:, 1:] = s[:, 1:] != s[:, :-1]
+    run = new.cumsum(1) - 1  # each sample's run of equal values (0, 1, ... per row)
+    size = torch.zeros(s.shape, dtype=torch.int32).scatter_add_(1, run, torch.ones(s.shape, dtype=torch.int32))
+    size = size.gather(1, run)
+    sd_c = torch.sqrt(_var(s.double())) if sd is None else sd.cpu()[torch.from_numpy(cand)]
+    h = (sd_c * N ** (-1.0 / 5.0)).float()[:, None]
+    near = torch.searchsorted(s, s + h, right=True) - torch.searchsorted(s, s - h)  # samples within h
+    dominant = (size >= 2) & (size >= dominance * near)
+    tied[cand] = (dominant.sum(1) >= share * N).numpy()
     return torch.from_numpy(tied)
 
 
@@ -678,7 +701,7 @@ def mi_transitions(
     sd = torch.sqrt(_var(rows))
     ok = (sd > 0) & torch.isfinite(sd)
     marg = torch.empty(S * U, N, dtype=torch.float64)  # rows that are not ok are never read
-    tied = _heavily_tied(rows)  # once per (sublayer, unit), shared by its transitions
+    tied = _heavily_tied(rows, sd=sd)  # once per (sublayer, unit), shared by its transitions
     idx = torch.nonzero(ok).flatten()
     for s in range(0, len(idx), batch):
         sel = idx[s : s + batch]
