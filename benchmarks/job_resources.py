@@ -62,14 +62,16 @@ def planned_jobs(args: list[str], workdir: Path = REPO, repo: Path = REPO) -> li
 
 
 def job_table(jobs: list[Job], workdir: Path = REPO) -> pd.DataFrame:
-    """One row per job: rule, mem_mb, peak RSS (MB) and wall seconds (NaN if unmeasured)."""
+    """One row per job: rule, mem_mb, peak RSS (MB), wall seconds and CPU seconds (user +
+    system of the job's processes, Snakemake's ``cpu_time``); NaN if unmeasured."""
     rows = []
     for j in jobs:
-        rss = secs = float("nan")
+        rss = secs = cpu = float("nan")
         if j.benchmark and (workdir / j.benchmark).exists():
             b = pd.read_csv(workdir / j.benchmark, sep="\t")
             rss, secs = float(b["max_rss"].iloc[-1]), float(b["s"].iloc[-1])
-        rows.append({"rule": j.rule, "mem_mb": j.mem_mb, "peak_rss_mb": rss, "seconds": secs})
+            cpu = float(b["cpu_time"].iloc[-1]) if "cpu_time" in b else float("nan")
+        rows.append({"rule": j.rule, "mem_mb": j.mem_mb, "peak_rss_mb": rss, "seconds": secs, "cpu_s": cpu})
     return pd.DataFrame(rows)
 
 

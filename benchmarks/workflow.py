@@ -8,6 +8,9 @@ are installed packages, so nothing is downloaded), then prints, from the jobs' S
 benchmark files:
 
 - per rule: jobs, summed wall seconds, share of the summed job time, largest peak RSS;
+- per rule, the summed CPU seconds (Snakemake's ``cpu_time``: user + system of the job's
+  processes), and for the run their sum over the cores: the wall time no scheduler could beat
+  on these cores with the same work (a job waiting for a core adds wall, not CPU, seconds);
 - the total wall time of the run, the summed job time and its lower bound on the cores used;
 - the critical path: the chain of dependent jobs with the largest summed wall time (edges:
   an output of one job is an input of the next, from ``snakemake -n --forceall`` of the
@@ -89,16 +92,21 @@ def main() -> int:
     table = measure(jobs, workdir)
     total_job = float(table["seconds"].sum())
     per_rule = (table.groupby("rule", sort=False)
-                .agg(jobs=("rule", "size"), wall_s=("seconds", "sum"), peak_rss_mb=("peak_rss_mb", "max"))
+                .agg(jobs=("rule", "size"), wall_s=("seconds", "sum"), cpu_s=("cpu_s", "sum"),
+                     peak_rss_mb=("peak_rss_mb", "max"))
                 .sort_values("wall_s", ascending=False))
     per_rule["share"] = (per_rule["wall_s"] / total_job).map(lambda x: f"{x:.0%}")
     per_rule["wall_s"] = per_rule["wall_s"].round(1)
+    per_rule["cpu_s"] = per_rule["cpu_s"].round(1)
     per_rule["peak_rss_mb"] = per_rule["peak_rss_mb"].round(0)
     print(per_rule.reset_index().to_markdown(index=False))
     cores = int(re.search(r"Provided cores: (\d+)", res.stderr + res.stdout).group(1)) if "Provided cores" in res.stderr + res.stdout else None
     length, chain = critical_path(jobs, table["seconds"].tolist())
     print(f"\nwall time of the run: {wall:.0f} s ({wall / 60:.1f} min); {len(jobs)} jobs; summed job time "
           f"{total_job:.0f} s" + (f", / {cores} cores = {total_job / cores:.0f} s" if cores else ""))
+    total_cpu = float(table["cpu_s"].sum())
+    print(f"summed CPU time {total_cpu:.0f} s" + (f", / {cores} cores = {total_cpu / cores:.0f} s: the floor of the wall "
+                                                  "time for this work on these cores" if cores else ""))
     print(f"critical path: {length:.0f} s: " + " -> ".join(
         f"{jobs[i].rule}({table['seconds'][i]:.0f} s)" for i in chain))
     unmeasured = table[table["seconds"].isna()]["rule"].unique().tolist()
