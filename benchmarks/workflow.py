@@ -9,7 +9,8 @@ benchmark files:
 
 - per rule: jobs, summed wall seconds, share of the summed job time, largest peak RSS;
 - per rule, the summed CPU seconds (Snakemake's ``cpu_time``: user + system of the job's
-  processes), and for the run their sum over the cores: the wall time no scheduler could beat
+  processes, as last polled, so a lower bound; "NA" for a job shorter than the first poll),
+  and for the run their sum over the cores: a floor of the wall time no scheduler could beat
   on these cores with the same work (a job waiting for a core adds wall, not CPU, seconds);
 - the total wall time of the run, the summed job time and its lower bound on the cores used;
 - the critical path: the chain of dependent jobs with the largest summed wall time (edges:
@@ -92,7 +93,7 @@ def main() -> int:
     table = measure(jobs, workdir)
     total_job = float(table["seconds"].sum())
     per_rule = (table.groupby("rule", sort=False)
-                .agg(jobs=("rule", "size"), wall_s=("seconds", "sum"), cpu_s=("cpu_s", "sum"),
+                .agg(jobs=("rule", "size"), wall_s=("seconds", "sum"), cpu_s=("cpu_s", lambda c: c.sum(min_count=1)),
                      peak_rss_mb=("peak_rss_mb", "max"))
                 .sort_values("wall_s", ascending=False))
     per_rule["share"] = (per_rule["wall_s"] / total_job).map(lambda x: f"{x:.0%}")
@@ -105,8 +106,11 @@ def main() -> int:
     print(f"\nwall time of the run: {wall:.0f} s ({wall / 60:.1f} min); {len(jobs)} jobs; summed job time "
           f"{total_job:.0f} s" + (f", / {cores} cores = {total_job / cores:.0f} s" if cores else ""))
     total_cpu = float(table["cpu_s"].sum())
-    print(f"summed CPU time {total_cpu:.0f} s" + (f", / {cores} cores = {total_cpu / cores:.0f} s: the floor of the wall "
-                                                  "time for this work on these cores" if cores else ""))
+    no_cpu = table[table["seconds"].notna() & table["cpu_s"].isna()]["rule"].tolist()
+    print(f"summed CPU time {total_cpu:.0f} s" + (f", / {cores} cores = {total_cpu / cores:.0f} s: a floor of the wall "
+                                                  "time for this work on these cores" if cores else "")
+          + " (a lower bound: Snakemake polls a job's CPU time, so the last seconds of a job can be missed"
+          + (f"; jobs without a CPU time: {no_cpu}" if no_cpu else "") + ")")
     print(f"critical path: {length:.0f} s: " + " -> ".join(
         f"{jobs[i].rule}({table['seconds'][i]:.0f} s)" for i in chain))
     unmeasured = table[table["seconds"].isna()]["rule"].unique().tolist()

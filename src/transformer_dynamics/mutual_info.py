@@ -181,44 +181,49 @@ def _kde_1d_at_samples(v: torch.Tensor, G: int, cells_per_h: float = 4.0, tied: 
 
 
 def _heavily_tied(v: torch.Tensor, share: float = 0.1, dominance: float = 0.1,
-                  sd: torch.Tensor | None = None) -> torch.Tensor:
+                  sd: torch.Tensor | None = None, budget: int = 1 << 21) -> torch.Tensor:
     """Rows ``(B,)`` of ``v (B, N)`` with point masses that the binned KDE would blur: at
-    least ``share`` of the samples sit in a repeated value that holds at least ``dominance``
-    of the samples within one Scott bandwidth of it (1-D, ``h = sd N^(-1/5)``; ``sd``: the
-    rows' standard deviations, if known). E.g. layer 0 at the last token, where most texts
-    end in the same token (original) or in one of a few hundred tokens (shuffled). Their KDE
-    is summed directly: binning blurs a point mass by an amount that depends on where it
-    falls between grid points (errors of several 0.01 nats).
+    least ``share`` of the samples repeat an earlier value, and at least ``share`` of the
+    samples sit in repeated values that each hold at least ``dominance`` of the samples
+    within one Scott bandwidth of them (1-D, ``h = sd N^(-1/5)``; ``sd``: the rows' standard
+    deviations, if known). E.g. layer 0 at the last token, where most texts end in the same
+    token (original) or in one of a few hundred tokens (shuffled). Their KDE is summed
+    directly: binning blurs a point mass by an amount that depends on where it falls between
+    grid points (errors of several 0.01 nats).
 
     Repeats that are only rounding do not count: a bfloat16 model's store holds values with
     8 significant bits, so most values repeat, but near a value there are many others at the
     kernel's scale; such repeats fall at every offset between grid points and their binning
-    errors average out as those of distinct values do (within 1e-3 nats of scipy, even for
-    lattices as coarse as two bandwidths: docs/speed.md). The criterion before this one
-    (any ``share`` of repeats) flagged every row of a bfloat16 store: its MI was 40x slower.
-    ``dominance = 0.1`` flags rows rounded to ~10 values per bandwidth or fewer (bfloat16
-    units offset by ~10 sd and more at N = 1000), and every row flagged before in the float32
-    stores of the default run.
+    errors average out as those of distinct values do (within 1.2e-3 nats of scipy even for
+    lattices two bandwidths coarse: docs/speed.md). The first criterion alone (any ``share``
+    of repeats) flagged every row of a bfloat16 store, and its MI was 40x slower per pair.
+    ``dominance = 0.1`` flags rows rounded to a lattice coarser than ~0.15 bandwidths (a few
+    values per bandwidth: bfloat16 units offset by ~10 sd or more at N = 1000), and the same
+    rows as the first criterion alone in the float32 stores of the default run. Candidate
+    rows are done in slices of ``budget`` values (transient memory ~40 bytes per value).
     """
     B, N = v.shape
-    # numpy's vectorised row sort (~5x faster than torch's) in float32 (twice as fast again):
-    # values that differ only beyond float32's precision are one point at the kernel's scale
-    srt = np.sort(v.detach().cpu().numpy().astype(np.float32), axis=1)
-    cand = (srt[:, 1:] == srt[:, :-1]).sum(1) >= share * N
+    z = v.detach().cpu().numpy()
+    # candidates by a float32 sort (numpy's vectorised row sort: ~5x faster than torch's,
+    # twice as fast again as float64): equal values stay equal in float32; rows that are not
+    # float32 are checked again in full precision
+    srt = np.sort(z.astype(np.float32), axis=1)
+    cand = np.flatnonzero((srt[:, 1:] == srt[:, :-1]).sum(1) >= share * N)
     tied = np.zeros(B, dtype=bool)
-    if not cand.any():
-        return torch.from_numpy(tied)
-    s = torch.from_numpy(srt[cand])
-    new = torch.ones(s.shape, dtype=torch.bool)
-    new[:, 1:] = s[:, 1:] != s[:, :-1]
-    run = new.cumsum(1) - 1  # each sample's run of equal values (0, 1, ... per row)
-    size = torch.zeros(s.shape, dtype=torch.int32).scatter_add_(1, run, torch.ones(s.shape, dtype=torch.int32))
-    size = size.gather(1, run)
-    sd_c = torch.sqrt(_var(s.double())) if sd is None else sd.cpu()[torch.from_numpy(cand)]
-    h = (sd_c * N ** (-1.0 / 5.0)).float()[:, None]
-    near = torch.searchsorted(s, s + h, right=True) - torch.searchsorted(s, s - h)  # samples within h
-    dominant = (size >= 2) & (size >= dominance * near)
-    tied[cand] = (dominant.sum(1) >= share * N).numpy()
+    step = max(1, budget // N)
+    for c in (cand[i : i + step] for i in range(0, len(cand), step)):
+        s = torch.from_numpy(srt[c].astype(np.float64) if z.dtype == np.float32 else np.sort(z[c], axis=1))
+        new = torch.ones(s.shape, dtype=torch.bool)
+        new[:, 1:] = s[:, 1:] != s[:, :-1]
+        repeats = (~new).sum(1)
+        run = new.cumsum(1, dtype=torch.int32) - 1  # each sample's run of equal values (0, 1, ... per row)
+        size = torch.zeros(s.shape, dtype=torch.int32).scatter_add_(1, run.long(), torch.ones(s.shape, dtype=torch.int32))
+        size = size.gather(1, run.long())
+        sd_c = torch.sqrt(_var(s)) if sd is None else sd.cpu().double()[torch.from_numpy(c)]
+        h = (sd_c * N ** (-1.0 / 5.0))[:, None]
+        near = torch.searchsorted(s, s + h, right=True) - torch.searchsorted(s, s - h)  # samples within h
+        dominant = (size >= 2) & (size >= dominance * near)
+        tied[c] = ((repeats >= share * N) & (dominant.sum(1) >= share * N)).numpy()
     return torch.from_numpy(tied)
 
 
