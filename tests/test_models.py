@@ -100,6 +100,39 @@ def test_architecture_only_with_random_init(tmp_path):
         model_dims("random-init", architecture=str(tmp_path / "missing.json"))
 
 
+class FakeSafetensorError(Exception):
+    """What safetensors raises on a full disk: not an OSError."""
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"),
+                                   FakeSafetensorError("I/O error: No space left on device (os error 28)")])
+def test_a_full_cache_never_stops_a_run(tmp_path, error):
+    """A cache that cannot be written (full disk, read-only) is a warning: the built object is
+    returned, no partial entry or temporary folder is left, and the next call builds again."""
+    from transformer_dynamics.models import _through_cache
+
+    built = []
+
+    def save(obj, folder):
+        (folder / "part.bin").write_bytes(b"half written")
+        raise error
+
+    def build():
+        built.append(1)
+        return {"weights": len(built)}
+
+    cache = tmp_path / "cache" / "entry"
+    with pytest.warns(UserWarning, match="could not write the cache entry"):
+        assert _through_cache(cache, "done", lambda c: pytest.fail("nothing to load"), build, save) == {"weights": 1}
+    assert not cache.exists() and list((tmp_path / "cache").iterdir()) == []
+    with pytest.warns(UserWarning):
+        assert _through_cache(cache, "done", lambda c: pytest.fail("nothing to load"), build, save) == {"weights": 2}
+    # a cache that works: written once, then read
+    ok = tmp_path / "ok" / "entry"
+    first = _through_cache(ok, "done", lambda c: "read", lambda: "built", lambda o, f: (f / "done").write_text(o))
+    assert (first, _through_cache(ok, "done", lambda c: "read", lambda: "built", lambda o, f: None)) == ("built", "read")
+
+
 def test_gguf_conversion_cache_gives_the_same_model_and_tokenizer(tmp_path, monkeypatch):
     """The embedded GGUF is dequantized once, then read from the cache: bit-identical
     weights, the same tokens and the same provenance; a damaged entry is rebuilt."""

@@ -30,6 +30,7 @@ import os
 import shutil
 import socket
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -232,7 +233,9 @@ def _through_cache(cache: Path | None, marker: str, load: Any, build: Any, save:
     """``load(cache)`` when the cache folder holds ``marker``, else ``build()``, saved into
     the cache with ``save(obj, folder)`` (written to a temporary folder, renamed into place;
     another process may win the race: theirs is kept). A damaged entry is removed and
-    rebuilt; a read-only or full cache never stops a run."""
+    rebuilt; a read-only or full cache never stops a run: the failure to write it is a
+    warning (a full disk raises library errors too, e.g. safetensors' ``SafetensorError``,
+    not only ``OSError``), and no partial folder is left behind."""
     if cache is not None and (cache / marker).exists():
         try:
             return load(cache)
@@ -240,16 +243,23 @@ def _through_cache(cache: Path | None, marker: str, load: Any, build: Any, save:
             shutil.rmtree(cache, ignore_errors=True)
     obj = build()
     if cache is not None:
+        tmp: Path | None = None
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(dir=cache.parent, prefix=".tmp-"))
             save(obj, tmp)
             try:
                 tmp.rename(cache)
+                tmp = None
             except OSError:
+                if not (cache / marker).exists():  # not another process's entry: a real failure
+                    raise
+        except Exception as err:  # noqa: BLE001 - the cache is an optimisation, the run goes on
+            warnings.warn(f"could not write the cache entry {cache} ({type(err).__name__}: {err}); "
+                          "continuing without it (the next run converts again)", stacklevel=2)
+        finally:
+            if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
-        except OSError:
-            pass
     return obj
 
 
