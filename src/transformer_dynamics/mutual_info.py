@@ -205,20 +205,25 @@ def _heavily_tied(v: torch.Tensor, share: float = 0.1, dominance: float = 0.1,
     B, N = v.shape
     z = v.detach().cpu().numpy()
     # candidates by a float32 sort (numpy's vectorised row sort: ~5x faster than torch's,
-    # twice as fast again as float64): equal values stay equal in float32; rows that are not
-    # float32 are checked again in full precision
-    srt = np.sort(z.astype(np.float32), axis=1)
+    # twice as fast again as float64): equal values stay equal in float32; rows whose values
+    # are not all float32 (float64 input from float32 stores usually is) are sorted again in
+    # full precision
+    z32 = z.astype(np.float32)
+    srt = np.sort(z32, axis=1)
     cand = np.flatnonzero((srt[:, 1:] == srt[:, :-1]).sum(1) >= share * N)
     tied = np.zeros(B, dtype=bool)
     step = max(1, budget // N)
     for c in (cand[i : i + step] for i in range(0, len(cand), step)):
-        s = torch.from_numpy(srt[c].astype(np.float64) if z.dtype == np.float32 else np.sort(z[c], axis=1))
+        srt_c = srt[c].astype(np.float64)
+        inexact = np.flatnonzero((z32[c] != z[c]).any(1))
+        if len(inexact):
+            srt_c[inexact] = np.sort(z[c[inexact]], axis=1)
+        s = torch.from_numpy(srt_c)
         new = torch.ones(s.shape, dtype=torch.bool)
         new[:, 1:] = s[:, 1:] != s[:, :-1]
         repeats = (~new).sum(1)
-        run = new.cumsum(1, dtype=torch.int32) - 1  # each sample's run of equal values (0, 1, ... per row)
-        size = torch.zeros(s.shape, dtype=torch.int32).scatter_add_(1, run.long(), torch.ones(s.shape, dtype=torch.int32))
-        size = size.gather(1, run.long())
+        run = new.cumsum(1) - 1  # each sample's run of equal values (0, 1, ... per row)
+        size = torch.zeros_like(run).scatter_add_(1, run, torch.ones_like(run)).gather(1, run)
         sd_c = torch.sqrt(_var(s)) if sd is None else sd.cpu().double()[torch.from_numpy(c)]
         h = (sd_c * N ** (-1.0 / 5.0))[:, None]
         near = torch.searchsorted(s, s + h, right=True) - torch.searchsorted(s, s - h)  # samples within h
