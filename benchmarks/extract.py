@@ -9,7 +9,7 @@ sequences/s, tokens/s and model GFLOP/s for
   - hidden_states/sorted: HF output_hidden_states with the LM head on the same batches,
   - hidden_states/naive: output_hidden_states, batches of 32 in corpus order, right padding.
 With ``--positions``: the hook capture of several positions per text (beyond the paper;
-:func:`capture_positions` with :func:`select_positions`), each beside the last-token hooks,
+:func:`capture` with ``keep`` from :func:`select_positions`), each beside the last-token hooks,
 alternating runs, with its slowdown (target: <= ~10 % for K <= 16).
 Model FLOPs count the transformer blocks only (2 x parameters of the blocks per token plus
 causal attention scores), the same useful work for every row.
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from transformer_dynamics import corpus
-from transformer_dynamics.capture import capture_last_token, capture_positions, length_sorted_batches, pad_batch
+from transformer_dynamics.capture import capture, length_sorted_batches, pad_batch
 from transformer_dynamics.models import load_model
 
 
@@ -135,7 +135,7 @@ def main() -> None:
     pad = tok.pad_token_id or 0
 
     def hooks():
-        for _ in capture_last_token(m, seqs, pad_id=pad, max_tokens=args.max_tokens):
+        for _ in capture(m, seqs, pad_id=pad, max_tokens=args.max_tokens):
             pass
 
     def hidden(batches):
@@ -158,7 +158,7 @@ def main() -> None:
         best = {b: float("inf") for b in args.budgets}
         for _ in range(3):
             for b in args.budgets:
-                best[b] = min(best[b], timed(lambda b=b: [None for _ in capture_last_token(m, seqs, pad_id=pad, max_tokens=b)], 1))
+                best[b] = min(best[b], timed(lambda b=b: [None for _ in capture(m, seqs, pad_id=pad, max_tokens=b)], 1))
         peak = gemm_peak(args.threads)
         print(f"float32 GEMM peak (square 2048^3): {peak:.1f} GFLOP/s")
         print(f"{'tokens/batch':>12}{'seconds':>9}{'tok/s':>8}{'GFLOP/s':>9}{'% peak':>8}")
@@ -172,7 +172,7 @@ def main() -> None:
 
         def positions(keep):
             def run():
-                for _ in capture_positions(m, seqs, keep, pad_id=pad, max_tokens=args.max_tokens):
+                for _ in capture(m, seqs, keep, pad_id=pad, max_tokens=args.max_tokens):
                     pass
             return run
 

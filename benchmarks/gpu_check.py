@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO / "src"))
 from conftest import TINY_ARCHS, make_tiny_model, random_sequences  # noqa: E402
 
 from transformer_dynamics import store  # noqa: E402
-from transformer_dynamics.capture import capture_last_token, length_sorted_batches, pad_batch  # noqa: E402
+from transformer_dynamics.capture import capture, length_sorted_batches, pad_batch  # noqa: E402
 from transformer_dynamics.extraction import extract_to_store  # noqa: E402
 from transformer_dynamics.models import LoadedModel, init_random_model  # noqa: E402
 
@@ -59,7 +59,7 @@ def sync(device: str) -> None:
 
 def captured(model, seqs, **kw) -> np.ndarray:
     out = {}
-    for idx, rs in capture_last_token(model, seqs, **kw):
+    for idx, rs in capture(model, seqs, **kw):
         for i, r in zip(idx, rs):
             out[int(i)] = r
     return np.stack([out[i] for i in range(len(seqs))])
@@ -128,10 +128,10 @@ def model_flops(cfg, lengths) -> float:
 
 
 def timed_capture(model, seqs, device, **kw) -> float:
-    list(capture_last_token(model, seqs[: min(64, len(seqs))], **kw))  # warm-up
+    list(capture(model, seqs[: min(64, len(seqs))], **kw))  # warm-up
     sync(device)
     t = time.perf_counter()
-    for _ in capture_last_token(model, seqs, **kw):
+    for _ in capture(model, seqs, **kw):
         pass
     sync(device)
     return time.perf_counter() - t
@@ -224,7 +224,7 @@ def throughput(args) -> list[str]:
         for overlap, sc in ((False, 64), (True, 64), (True, 256)):
             path = Path(tmp) / f"store-{overlap}-{sc}.zarr"
             t = time.perf_counter()
-            res = extract_to_store(loaded, path, np.arange(args.n), np.arange(args.n), seqs, sample_chunk=sc,
+            res = extract_to_store(loaded, path, np.arange(args.n), np.arange(args.n), seqs, row_chunk=sc,
                                    unit_chunk=64, attrs={"bench": "gpu_check"}, log=open(os.devnull, "w"),
                                    overlap_writes=overlap)
             wall = time.perf_counter() - t

@@ -3,7 +3,7 @@
     python benchmarks/scale.py [--n 2000 10000] [--workdir /path/with/space] [--keep]
 
 For each N: writes a synthetic activation store through the project's store API
-(``store.create_store`` / ``write_chunk`` / ``finalize``: N x 64 x 4096 float32, 10.5 GB at
+(``store.create_store`` / ``RowWriter`` / ``finalize``: N x 64 x 4096 float32, 10.5 GB at
 N=10,000), then runs the analysis stages on it through the real Snakefile (unit-block
 statistics + MI, rotations, vector statistics, PCA, the CAE limited to ``--cae-epochs``,
 figures 1-3; the stages before the store and the perturbations need a model and are left
@@ -73,15 +73,16 @@ def write_store(path: Path, n: int, d_model: int = D_MODEL, seed: int = 0, sampl
     basis = (rng.standard_normal((8, D)) / np.sqrt(D) * 8).astype(np.float32)
     offsets = rng.normal(0, 0.5, D).astype(np.float32)
     massive = rng.choice(D, 4, replace=False)
+    ids = np.arange(n)
     g = store.create_store(
-        path, n, sublayer_labels(N_LAYERS), D, 1, sample_chunk=sample_chunk, unit_chunk=unit_chunk,
-        with_text=False, attrs={"model": MODEL, "model_source": "synthetic (benchmarks/scale.py)", "seed": seed},
+        path, sublayer_labels(N_LAYERS), D, ids, ids, [[1]] * n, row_chunk=sample_chunk, unit_chunk=unit_chunk,
+        attrs={"model": MODEL, "model_source": "synthetic (benchmarks/scale.py)", "seed": seed},
     )
+    writer = store.RowWriter(g)
     for c in range(-(-n // sample_chunk)):
-        s0, s1 = store.chunk_bounds(g, c)
-        rs = synthetic_chunk(np.random.default_rng([seed, c]), s1 - s0, S, D, basis, offsets, massive)
-        ids = np.arange(s0, s1)
-        store.write_chunk(g, c, rs, ids, ids, [[1]] * (s1 - s0))
+        s0, s1 = c * sample_chunk, min(n, (c + 1) * sample_chunk)
+        writer.add(s0, synthetic_chunk(np.random.default_rng([seed, c]), s1 - s0, S, D, basis, offsets, massive))
+    writer.close()
     store.finalize(path)
     return time.perf_counter() - t0
 

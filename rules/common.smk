@@ -75,6 +75,12 @@ wildcard_constraints:
     block=r"\d+",
     shard=r"\d+",
     bucket="|".join(re.escape(b) for b in ("all", "0", "1", "2-3", "4-7", "8-15", "16-31", "32+", "last")),
+    store="activations|positions",
+    # the observations an analysis runs on, as a directory prefix: "" = the paper's last tokens
+    # (results/<model>/stats/...), "positions/<bucket>/" = one position bucket (views.py)
+    view="(|positions/("
+    + "|".join(re.escape(b) for b in ("all", "0", "1", "2-3", "4-7", "8-15", "16-31", "32+", "last"))
+    + ")/)",
 
 
 CONDITIONS = list(config["conditions"])
@@ -266,10 +272,79 @@ def shard_row_range(wildcards):
 
 
 def shard_stores(wildcards):
-    """Every shard store of the job's model and condition, in sample order."""
+    """Every shard store of the job's model, store and condition, in sample order."""
     return expand(
-        f"{RESULTS}/{wildcards.model}/activations/shards/{wildcards.condition}/{{shard}}.zarr", shard=shards()
+        f"{RESULTS}/{wildcards.model}/{wildcards.store}/shards/{wildcards.condition}/{{shard}}.zarr", shard=shards()
     )
+
+
+def store_positions(wildcards):
+    """The positions a store keeps: the last token (activations) or extraction.positions."""
+    return "last" if wildcards.store == "activations" else config["extraction"]["positions"]
+
+
+def store_row_chunk(wildcards):
+    """Rows per chunk of rs: extraction.sample_chunk (last token) or extraction.token_chunk."""
+    return config["extraction"]["sample_chunk" if wildcards.store == "activations" else "token_chunk"]
+
+
+def extract_memory(wildcards, attempt):
+    """A model job's memory plus a few row chunks of float32 (rows, 2L, D) (1 GB per chunk of
+    1024 token rows at 64 x 4096)."""
+    L, D = _DIMS[wildcards.model]
+    chunk = store_row_chunk(wildcards) * 2 * L * D * 4
+    return (model_mem_mb(wildcards.model) + int(4 * chunk / 1e6)) * attempt
+
+
+def gather_memory(wildcards, attempt):
+    """Two row chunks and the per-row/per-text arrays, with headroom."""
+    L, D = _DIMS[wildcards.model]
+    return (2000 + int(3 * store_row_chunk(wildcards) * 2 * L * D * 4 / 1e6)) * attempt
+
+
+def position_store(wildcards):
+    return f"{RESULTS}/{wildcards.model}/positions/{wildcards.condition}.zarr"
+
+
+def view_bucket(wildcards):
+    """The position bucket of the job's view, or None for the paper's view (last tokens)."""
+    return wildcards.view.split("/")[1] if wildcards.view else None
+
+
+def view_store(wildcards):
+    """The store of the job's view: the last-token store, or the position store of a bucket."""
+    return position_store(wildcards) if wildcards.view else activation_store(wildcards)
+
+
+def bucket_view(bucket):
+    """The {view} wildcard value of a position bucket."""
+    return f"positions/{bucket}/"
+
+
+def view_status_input(wildcards):
+    """A bucket view's status (view_status rule); the paper's view has none."""
+    return f"{RESULTS}/{wildcards.model}/{wildcards.view}status/{wildcards.condition}.json" if wildcards.view else []
+
+
+def view_spec(wildcards):
+    """open_view's arguments for a bucket view (bucket, cap, seed); None for the paper's view,
+    so position options never re-run the paper's jobs."""
+    if not wildcards.view:
+        return None
+    return {"bucket": view_bucket(wildcards), "cap": bucket_cap(), "seed": config["seed"]}
+
+
+def view_n_components(wildcards):
+    """PCs saved by fit_pca: pca.n_components, or positions.n_components for a bucket view."""
+    return bucket_n_components(wildcards) if wildcards.view else config["pca"]["n_components"]
+
+
+def paper_view(pattern):
+    """An output pattern of a view rule, for the paper's view (the rules that only run there)."""
+    return pattern.replace("{view}", "")
+
+
+BUCKET_VIEWS = r"positions/[^/]+/"
 
 
 def unit_block_range(wildcards):
@@ -277,7 +352,7 @@ def unit_block_range(wildcards):
 
 
 def block_memory(wildcards, attempt):
-    return block_mem_mb(wildcards.model) * attempt
+    return block_mem_mb(wildcards.model, bucket_cap() if wildcards.view else config["n_samples"]) * attempt
 
 
 def rotation_block_memory(wildcards, attempt):
@@ -290,7 +365,13 @@ def every_block(pattern):
     unit block of the job's model, in block order (the gather rules' inputs)."""
 
     def blocks(wildcards):
-        return expand(pattern, model=wildcards.model, condition=wildcards.condition, block=unit_blocks(wildcards.model))
+        return expand(
+            pattern,
+            model=wildcards.model,
+            view=wildcards.view,
+            condition=wildcards.condition,
+            block=unit_blocks(wildcards.model),
+        )
 
     return blocks
 
@@ -300,7 +381,7 @@ def every_condition(pattern):
     the job's model, in config order (the findings rule's inputs)."""
 
     def conditions(wildcards):
-        return expand(pattern, model=wildcards.model, condition=CONDITIONS)
+        return expand(pattern, model=wildcards.model, condition=CONDITIONS, view="")
 
     return conditions
 
@@ -325,7 +406,7 @@ def perturb_layers_of(wildcards):
 
 
 POSITIONS = config["extraction"]["positions"] != "last"
-POSITION_TABLES = ["units", "means", "transitions", "sublayers", "rotations", "n_pcs", "spectrum"]
+STORES = ["activations", "positions"] if POSITIONS else ["activations"]
 
 
 def bucket_cap():
@@ -340,33 +421,13 @@ def bucket_n_components(wildcards):
     return config["pca"]["n_components"] if n is None else (d_model(wildcards.model) if n == "all" else n)
 
 
-def position_store_twins(wildcards):
-    """The resume twins of the job's model's position stores (removed once the findings are in)."""
-    return [f"{RESULTS}/{wildcards.model}/positions/{c}.zarr.partial" for c in CONDITIONS]
-
-
-def position_extract_memory(wildcards, attempt):
-    """A model job's memory plus the capture group and the chunk buffer (a few token chunks of
-    float32 (token_chunk, 2L, D) rows: 1 GB per chunk at 64 x 4096)."""
-    L, D = _DIMS[wildcards.model]
-    chunk = config["extraction"]["token_chunk"] * 2 * L * D * 4
-    return (model_mem_mb(wildcards.model) + int(4 * chunk / 1e6)) * attempt
-
-
-def position_bucket_memory(wildcards, attempt):
-    """A unit-block slab of the bucket's tokens (as a unit-block job) or the PCA, whichever is larger."""
-    L, D = _DIMS[wildcards.model]
-    slab = bucket_cap() * 2 * L * config["analysis"]["unit_block"] * 8
-    return max(int(1500 + 8 * slab / 1e6), pca_memory(wildcards, 1)) * attempt
-
-
 def every_bucket_and_condition(pattern):
     """Input function: ``pattern`` for every analysed bucket and condition of the job's model
     (conditions outer, buckets inner, in config order)."""
 
     def paths(wildcards):
         return [
-            pattern.format(model=wildcards.model, condition=c, bucket=b)
+            pattern.format(model=wildcards.model, condition=c, view=bucket_view(b))
             for c in CONDITIONS
             for b in config["positions"]["buckets"]
         ]
@@ -394,17 +455,17 @@ def all_targets():
     return targets
 
 
-def block_mem_mb(model):
+def block_mem_mb(model, n_rows=None):
     """Memory of a unit-block job: a float64 (N, 2L, block) slab and a few working copies."""
     L, D = _DIMS[model]
-    slab = config["n_samples"] * 2 * L * config["analysis"]["unit_block"] * 8
+    slab = (n_rows or config["n_samples"]) * 2 * L * config["analysis"]["unit_block"] * 8
     return int(1500 + 8 * slab / 1e6)
 
 
 def _measured_tok_per_s(model):
     """Extraction throughput printed by an earlier run's logs (chunk lines), or None."""
     rates = []
-    for log in sorted(Path(f"{RESULTS}/logs/{model}/extract").glob("*/*.log")):
+    for log in sorted(Path(f"{RESULTS}/logs/{model}/activations/extract").glob("*/*.log")):
         found = re.findall(r"(\d+) tok/s", log.read_text(errors="replace"))
         if found:
             rates.append(float(found[-1]))
@@ -470,6 +531,6 @@ def runtime_estimate_message(cores):
         + lines
         + [
             "Long jobs print '[rule wildcards] step k/n (%), elapsed, ETA' lines here; "
-            f"every job's full log is in {RESULTS}/logs/ (e.g. tail -f {RESULTS}/logs/<model>/extract/<condition>/000.log)."
+            f"every job's full log is in {RESULTS}/logs/ (e.g. tail -f {RESULTS}/logs/<model>/activations/extract/<condition>/000.log)."
         ]
     )

@@ -1,5 +1,6 @@
 # §2.1 Capture: tokenise (BOS first; shuffled-token control), then capture the residual
-# stream at the last token of every sample, sharded over samples, into a chunked Zarr store.
+# stream at the last token of every sample (and, beyond the paper, at the positions of
+# extraction.positions), sharded over samples, into chunked Zarr stores of one format.
 
 
 rule tokenize:
@@ -29,16 +30,18 @@ rule tokenize:
 
 
 rule extract_shard:
+    # One rule for both stores: {store} = activations (the last token, the paper) or positions
+    # (extraction.positions, beyond the paper); each is sharded over samples the same way.
     input:
         tokens=f"{RESULTS}/{{model}}/tokens/{{condition}}.parquet",
         corpus_meta=rules.filter_corpus.output.meta,
         model=model_inputs,
     output:
-        store=temp(directory(f"{RESULTS}/{{model}}/activations/shards/{{condition}}/{{shard}}.zarr")),
+        store=temp(directory(f"{RESULTS}/{{model}}/{{store}}/shards/{{condition}}/{{shard}}.zarr")),
     log:
-        f"{RESULTS}/logs/{{model}}/extract/{{condition}}/{{shard}}.log",
+        f"{RESULTS}/logs/{{model}}/{{store}}/extract/{{condition}}/{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/{{model}}/extract/{{condition}}/{{shard}}.tsv"
+        f"{RESULTS}/benchmarks/{{model}}/{{store}}/extract/{{condition}}/{{shard}}.tsv"
     # Model jobs first: they take every core, so they start before 1-thread jobs fill the
     # cores; then the CAE (the longest 1-thread jobs, priority 5) starts next.
     priority: 10
@@ -46,15 +49,17 @@ rule extract_shard:
         ENV
     threads: model_threads()
     resources:
-        mem_mb=model_memory,
+        mem_mb=extract_memory,
         runtime=240,
         gpu=model_gpus,
     params:
         code=code("extract_shard.py"),
         model=model_spec,
         rows=shard_row_range,
+        positions=store_positions,
+        include_bos=config["extraction"]["include_bos"],
         batch_size=config["batch_size"],
-        sample_chunk=config["extraction"]["sample_chunk"],
+        row_chunk=store_row_chunk,
         unit_chunk=config["extraction"]["unit_chunk"],
         seed=config["seed"],
     script:
@@ -65,21 +70,20 @@ rule gather_activations:
     input:
         shards=shard_stores,
     output:
-        store=directory(f"{RESULTS}/{{model}}/activations/{{condition}}.zarr"),
+        store=directory(f"{RESULTS}/{{model}}/{{store}}/{{condition}}.zarr"),
     log:
-        f"{RESULTS}/logs/{{model}}/gather_activations/{{condition}}.log",
+        f"{RESULTS}/logs/{{model}}/{{store}}/gather/{{condition}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/{{model}}/gather_activations/{{condition}}.tsv"
+        f"{RESULTS}/benchmarks/{{model}}/{{store}}/gather/{{condition}}.tsv"
     priority: 5
     conda:
         ENV
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=gather_memory,
         runtime=60,
     params:
         code=code("gather_activations.py"),
-        offsets=[shard_rows(s)[0] for s in shards()],
     script:
         "../scripts/gather_activations.py"
 
@@ -88,11 +92,11 @@ rule verify_store:
     input:
         store=rules.gather_activations.output.store,
     output:
-        report=f"{RESULTS}/{{model}}/activations/{{condition}}.verified.json",
+        report=f"{RESULTS}/{{model}}/{{store}}/{{condition}}.verified.json",
     log:
-        f"{RESULTS}/logs/{{model}}/verify_store/{{condition}}.log",
+        f"{RESULTS}/logs/{{model}}/{{store}}/verify/{{condition}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/{{model}}/verify_store/{{condition}}.tsv"
+        f"{RESULTS}/benchmarks/{{model}}/{{store}}/verify/{{condition}}.tsv"
     conda:
         ENV
     threads: 1
@@ -108,4 +112,4 @@ rule verify_store:
 rule verify:
     # On demand: `snakemake --cores 1 verify --forcerun verify_store` re-checks every store.
     input:
-        expand(rules.verify_store.output.report, model=MODELS, condition=CONDITIONS),
+        expand(rules.verify_store.output.report, model=MODELS, condition=CONDITIONS, store=STORES),

@@ -61,10 +61,10 @@ rule findings_table:
 
 rule compare_models:
     input:
-        units=expand(rules.gather_unit_stats.output.units, model=MODELS, condition="original"),
-        transitions=expand(rules.vector_stats.output.transitions, model=MODELS, condition="original"),
-        rotations=expand(rules.gather_rotations.output.table, model=MODELS, condition="original"),
-        n_pcs=expand(rules.fit_pca.output.n_pcs, model=MODELS, condition="original"),
+        units=expand(rules.gather_unit_stats.output.units, model=MODELS, condition="original", view=""),
+        transitions=expand(rules.vector_stats.output.transitions, model=MODELS, condition="original", view=""),
+        rotations=expand(rules.gather_rotations.output.table, model=MODELS, condition="original", view=""),
+        n_pcs=expand(rules.fit_pca.output.n_pcs, model=MODELS, condition="original", view=""),
     output:
         png=report(
             f"{RESULTS}/comparison/depth_profiles.png",

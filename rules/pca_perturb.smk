@@ -5,17 +5,18 @@
 
 rule fit_pca:
     input:
-        store=activation_store,
+        store=view_store,
+        status=view_status_input,
     output:
-        model=f"{RESULTS}/{{model}}/pca/{{condition}}/pca.npz",
-        trajectories=f"{RESULTS}/{{model}}/pca/{{condition}}/trajectories.parquet",
-        spectrum=f"{RESULTS}/{{model}}/pca/{{condition}}/spectrum.parquet",
-        sublayer_spectra=f"{RESULTS}/{{model}}/pca/{{condition}}/sublayer_spectra.parquet",
-        n_pcs=f"{RESULTS}/{{model}}/pca/{{condition}}/n_pcs.parquet",
+        model=f"{RESULTS}/{{model}}/{{view}}pca/{{condition}}/pca.npz",
+        trajectories=f"{RESULTS}/{{model}}/{{view}}pca/{{condition}}/trajectories.parquet",
+        spectrum=f"{RESULTS}/{{model}}/{{view}}pca/{{condition}}/spectrum.parquet",
+        sublayer_spectra=f"{RESULTS}/{{model}}/{{view}}pca/{{condition}}/sublayer_spectra.parquet",
+        n_pcs=f"{RESULTS}/{{model}}/{{view}}pca/{{condition}}/n_pcs.parquet",
     log:
-        f"{RESULTS}/logs/{{model}}/fit_pca/{{condition}}.log",
+        f"{RESULTS}/logs/{{model}}/{{view}}fit_pca/{{condition}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/{{model}}/fit_pca/{{condition}}.tsv"
+        f"{RESULTS}/benchmarks/{{model}}/{{view}}fit_pca/{{condition}}.tsv"
     conda:
         ENV
     threads: 2
@@ -24,7 +25,8 @@ rule fit_pca:
         runtime=60,
     params:
         code=code("fit_pca.py"),
-        n_components=config["pca"]["n_components"],
+        view=view_spec,
+        n_components=view_n_components,
         memory_mb=config["pca"]["memory_mb"],
     script:
         "../scripts/fit_pca.py"
@@ -33,8 +35,8 @@ rule fit_pca:
 rule perturb:
     input:
         store=activation_store,
-        pca=rules.fit_pca.output.model,
-        trajectories=rules.fit_pca.output.trajectories,
+        pca=paper_view(rules.fit_pca.output.model),
+        trajectories=paper_view(rules.fit_pca.output.trajectories),
         model=model_inputs,
     output:
         runs=expand(
@@ -73,10 +75,10 @@ rule perturb:
 
 rule figure4:
     input:
-        traj=rules.fit_pca.output.trajectories,
-        spectrum=rules.fit_pca.output.spectrum,
-        spectra=rules.fit_pca.output.sublayer_spectra,
-        n_pcs=rules.fit_pca.output.n_pcs,
+        traj=paper_view(rules.fit_pca.output.trajectories),
+        spectrum=paper_view(rules.fit_pca.output.spectrum),
+        spectra=paper_view(rules.fit_pca.output.sublayer_spectra),
+        n_pcs=paper_view(rules.fit_pca.output.n_pcs),
         control=rules.perturb.output.control,
         teleport=if_teleport(f"{RESULTS}/{{model}}/perturbations/{{condition}}/teleport.parquet"),
     output:

@@ -1,80 +1,52 @@
-# Beyond the paper: every token position (extraction.positions: all | sample:K). A position
-# store per model and condition, the analyses per position bucket, the CAE on pooled tokens,
-# the findings per bucket and their figure (docs/positions.md). Nothing here runs with the
-# default extraction.positions: last.
+# Beyond the paper: every token position (extraction.positions: all | sample:K). The position
+# store is made by the extraction rules ({store} = positions) and every bucket is a view that
+# the analysis rules fan out over unit blocks like the paper's ({view} = /positions/<bucket>);
+# here: each bucket's status, the CAE on pooled tokens, the findings per bucket and their
+# figure (docs/positions.md). Nothing here runs with the default extraction.positions: last.
 
 
-rule extract_positions:
+POSITION_TABLES = {
+    "units": rules.gather_unit_stats.output.units,
+    "means": rules.gather_unit_stats.output.means,
+    "transitions": rules.vector_stats.output.transitions,
+    "sublayers": rules.vector_stats.output.sublayers,
+    "rotations": rules.gather_rotations.output.table,
+    "n_pcs": rules.fit_pca.output.n_pcs,
+    "spectrum": rules.fit_pca.output.spectrum,
+}
+"""The tables of one bucket view that the findings read."""
+
+
+rule view_status:
+    # Whether a position bucket can be analysed (tokens, not one repeated vector); every job of
+    # the bucket's view reads it and writes empty tables for a bucket that cannot.
     input:
-        tokens=f"{RESULTS}/{{model}}/tokens/{{condition}}.parquet",
-        corpus_meta=rules.filter_corpus.output.meta,
-        model=model_inputs,
+        store=position_store,
     output:
-        store=directory(f"{RESULTS}/{{model}}/positions/{{condition}}.zarr"),
+        status=f"{RESULTS}/{{model}}/{{view}}status/{{condition}}.json",
     log:
-        f"{RESULTS}/logs/{{model}}/extract_positions/{{condition}}.log",
+        f"{RESULTS}/logs/{{model}}/{{view}}view_status/{{condition}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/{{model}}/extract_positions/{{condition}}.tsv"
-    conda:
-        ENV
-    threads: model_threads()
-    resources:
-        mem_mb=position_extract_memory,
-        runtime=480,
-        gpu=model_gpus,
-    params:
-        code=code("extract_positions.py"),
-        model=model_spec,
-        positions=config["extraction"]["positions"],
-        include_bos=config["extraction"]["include_bos"],
-        token_chunk=config["extraction"]["token_chunk"],
-        unit_chunk=config["extraction"]["unit_chunk"],
-        batch_size=config["batch_size"],
-        seed=config["seed"],
-    script:
-        "../scripts/extract_positions.py"
-
-
-rule position_bucket:
-    input:
-        store=rules.extract_positions.output.store,
-    output:
-        **{name: f"{RESULTS}/{{model}}/positions/{{condition}}/{{bucket}}/{name}.parquet" for name in POSITION_TABLES},
-        status=f"{RESULTS}/{{model}}/positions/{{condition}}/{{bucket}}/status.json",
-    log:
-        f"{RESULTS}/logs/{{model}}/position_bucket/{{condition}}/{{bucket}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/{{model}}/position_bucket/{{condition}}/{{bucket}}.tsv"
+        f"{RESULTS}/benchmarks/{{model}}/{{view}}view_status/{{condition}}.tsv"
+    wildcard_constraints:
+        view=BUCKET_VIEWS,
     conda:
         ENV
     threads: 1
     resources:
-        mem_mb=position_bucket_memory,
-        runtime=240,
+        mem_mb=2000,
+        runtime=10,
     params:
-        code=code("position_bucket.py"),
-        bucket="{bucket}",
-        cap=bucket_cap(),
+        code=code("view_status.py"),
+        view=view_spec,
         min_tokens=config["positions"]["min_tokens"],
-        unit_block=config["analysis"]["unit_block"],
-        mi_grid=config["analysis"]["mi_grid"],
-        correlation_pairs=config["analysis"]["correlation_pairs"],
-        rotation={
-            "n_shuffles": config["rotations"]["n_shuffles"],
-            "null": config["rotations"]["null_model"],
-            "trajectory": config["rotations"]["trajectory"],
-            "extra_nulls": [n for n in config["rotations"]["extra_nulls"] if n != config["rotations"]["null_model"]],
-        },
-        n_components=bucket_n_components,
-        memory_mb=config["pca"]["memory_mb"],
-        seed=config["seed"],
     script:
-        "../scripts/position_bucket.py"
+        "../scripts/view_status.py"
 
 
 rule position_autoencoder:
     input:
-        store=rules.extract_positions.output.store,
+        store=position_store,
     output:
         checkpoint=f"{RESULTS}/{{model}}/positions/{{condition}}/autoencoder/checkpoint.pt",
         curve=f"{RESULTS}/{{model}}/positions/{{condition}}/autoencoder/training_curve.csv",
@@ -101,11 +73,8 @@ rule position_autoencoder:
 
 rule position_findings:
     input:
-        **{
-            name: every_bucket_and_condition(f"{RESULTS}/{{model}}/positions/{{condition}}/{{bucket}}/{name}.parquet")
-            for name in POSITION_TABLES
-        },
-        status=every_bucket_and_condition(f"{RESULTS}/{{model}}/positions/{{condition}}/{{bucket}}/status.json"),
+        **{name: every_bucket_and_condition(pattern) for name, pattern in POSITION_TABLES.items()},
+        status=every_bucket_and_condition(rules.view_status.output.status),
         cae=every_condition(rules.position_autoencoder.output.explained),
     output:
         csv=f"{RESULTS}/{{model}}/positions/findings_by_position.csv",
@@ -124,10 +93,9 @@ rule position_findings:
         code=code("position_findings.py"),
         conditions=CONDITIONS,
         buckets=config["positions"]["buckets"],
-        tables=POSITION_TABLES,
+        tables=list(POSITION_TABLES),
         thresholds=config["findings"],
         n_components=bucket_n_components,
-        twins=position_store_twins,
         seed=config["seed"],
     script:
         "../scripts/position_findings.py"

@@ -4,15 +4,16 @@
 
 rule rotation_block:
     input:
-        store=activation_store,
+        store=view_store,
+        status=view_status_input,
     output:
-        table=f"{RESULTS}/{{model}}/rotations/{{condition}}/blocks/{{block}}.parquet",
-        traj=f"{RESULTS}/{{model}}/rotations/{{condition}}/blocks/{{block}}.traj.parquet",
-        null=f"{RESULTS}/{{model}}/rotations/{{condition}}/blocks/{{block}}.null.parquet",
+        table=f"{RESULTS}/{{model}}/{{view}}rotations/{{condition}}/blocks/{{block}}.parquet",
+        traj=f"{RESULTS}/{{model}}/{{view}}rotations/{{condition}}/blocks/{{block}}.traj.parquet",
+        null=f"{RESULTS}/{{model}}/{{view}}rotations/{{condition}}/blocks/{{block}}.null.parquet",
     log:
-        f"{RESULTS}/logs/{{model}}/rotation_block/{{condition}}/{{block}}.log",
+        f"{RESULTS}/logs/{{model}}/{{view}}rotation_block/{{condition}}/{{block}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/{{model}}/rotation_block/{{condition}}/{{block}}.tsv"
+        f"{RESULTS}/benchmarks/{{model}}/{{view}}rotation_block/{{condition}}/{{block}}.tsv"
     conda:
         ENV
     threads: 1
@@ -21,6 +22,7 @@ rule rotation_block:
         runtime=30,
     params:
         code=code("rotation_block.py"),
+        view=view_spec,
         units=unit_block_range,
         n_shuffles=config["rotations"]["n_shuffles"],
         null=config["rotations"]["null_model"],
@@ -33,18 +35,19 @@ rule rotation_block:
 
 rule gather_rotations:
     input:
+        status=view_status_input,
         table=every_block(rules.rotation_block.output.table),
         traj=every_block(rules.rotation_block.output.traj),
         null=every_block(rules.rotation_block.output.null),
     output:
-        table=f"{RESULTS}/{{model}}/rotations/{{condition}}.parquet",
-        traj=f"{RESULTS}/{{model}}/rotations/{{condition}}.trajectories.parquet",
-        null=f"{RESULTS}/{{model}}/rotations/{{condition}}.null_sample.parquet",
-        summary=f"{RESULTS}/{{model}}/rotations/{{condition}}.summary.json",
+        table=f"{RESULTS}/{{model}}/{{view}}rotations/{{condition}}.parquet",
+        traj=f"{RESULTS}/{{model}}/{{view}}rotations/{{condition}}.trajectories.parquet",
+        null=f"{RESULTS}/{{model}}/{{view}}rotations/{{condition}}.null_sample.parquet",
+        summary=f"{RESULTS}/{{model}}/{{view}}rotations/{{condition}}.summary.json",
     log:
-        f"{RESULTS}/logs/{{model}}/gather_rotations/{{condition}}.log",
+        f"{RESULTS}/logs/{{model}}/{{view}}gather_rotations/{{condition}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/{{model}}/gather_rotations/{{condition}}.tsv"
+        f"{RESULTS}/benchmarks/{{model}}/{{view}}gather_rotations/{{condition}}.tsv"
     conda:
         ENV
     threads: 1
@@ -64,17 +67,17 @@ rule figure2:
         null=rules.gather_rotations.output.null,
     output:
         png=report(
-            f"{RESULTS}/{{model}}/figures/fig2_{{condition}}.png",
+            f"{RESULTS}/{{model}}/{{view}}figures/fig2_{{condition}}.png",
             caption="../workflow/report/fig2.rst",
             category="Figure 2",
             subcategory="{model}",
             labels={"model": "{model}", "condition": "{condition}"},
         ),
-        pdf=f"{RESULTS}/{{model}}/figures/fig2_{{condition}}.pdf",
+        pdf=f"{RESULTS}/{{model}}/{{view}}figures/fig2_{{condition}}.pdf",
     log:
-        f"{RESULTS}/logs/{{model}}/figure2/{{condition}}.log",
+        f"{RESULTS}/logs/{{model}}/{{view}}figure2/{{condition}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/{{model}}/figure2/{{condition}}.tsv"
+        f"{RESULTS}/benchmarks/{{model}}/{{view}}figure2/{{condition}}.tsv"
     conda:
         ENV
     threads: 1

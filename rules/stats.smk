@@ -4,15 +4,16 @@
 
 rule unit_block_stats:
     input:
-        store=activation_store,
+        store=view_store,
+        status=view_status_input,
     output:
-        units=f"{RESULTS}/{{model}}/stats/{{condition}}/blocks/{{block}}.units.parquet",
-        means=f"{RESULTS}/{{model}}/stats/{{condition}}/blocks/{{block}}.means.parquet",
-        rdist=f"{RESULTS}/{{model}}/stats/{{condition}}/blocks/{{block}}.rdist.parquet",
+        units=f"{RESULTS}/{{model}}/{{view}}stats/{{condition}}/blocks/{{block}}.units.parquet",
+        means=f"{RESULTS}/{{model}}/{{view}}stats/{{condition}}/blocks/{{block}}.means.parquet",
+        rdist=f"{RESULTS}/{{model}}/{{view}}stats/{{condition}}/blocks/{{block}}.rdist.parquet",
     log:
-        f"{RESULTS}/logs/{{model}}/unit_block_stats/{{condition}}/{{block}}.log",
+        f"{RESULTS}/logs/{{model}}/{{view}}unit_block_stats/{{condition}}/{{block}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/{{model}}/unit_block_stats/{{condition}}/{{block}}.tsv"
+        f"{RESULTS}/benchmarks/{{model}}/{{view}}unit_block_stats/{{condition}}/{{block}}.tsv"
     conda:
         ENV
     threads: 1
@@ -21,6 +22,7 @@ rule unit_block_stats:
         runtime=60,
     params:
         code=code("unit_block_stats.py"),
+        view=view_spec,
         units=unit_block_range,
         mi_grid=config["analysis"]["mi_grid"],
         correlation_pairs=config["analysis"]["correlation_pairs"],
@@ -30,17 +32,18 @@ rule unit_block_stats:
 
 rule gather_unit_stats:
     input:
+        status=view_status_input,
         units=every_block(rules.unit_block_stats.output.units),
         means=every_block(rules.unit_block_stats.output.means),
         rdist=every_block(rules.unit_block_stats.output.rdist),
     output:
-        units=f"{RESULTS}/{{model}}/stats/{{condition}}/units.parquet",
-        means=f"{RESULTS}/{{model}}/stats/{{condition}}/means.parquet",
-        rdist=f"{RESULTS}/{{model}}/stats/{{condition}}/correlation_distribution.parquet",
+        units=f"{RESULTS}/{{model}}/{{view}}stats/{{condition}}/units.parquet",
+        means=f"{RESULTS}/{{model}}/{{view}}stats/{{condition}}/means.parquet",
+        rdist=f"{RESULTS}/{{model}}/{{view}}stats/{{condition}}/correlation_distribution.parquet",
     log:
-        f"{RESULTS}/logs/{{model}}/gather_unit_stats/{{condition}}.log",
+        f"{RESULTS}/logs/{{model}}/{{view}}gather_unit_stats/{{condition}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/{{model}}/gather_unit_stats/{{condition}}.tsv"
+        f"{RESULTS}/benchmarks/{{model}}/{{view}}gather_unit_stats/{{condition}}.tsv"
     conda:
         ENV
     threads: 1
@@ -55,14 +58,15 @@ rule gather_unit_stats:
 
 rule vector_stats:
     input:
-        store=activation_store,
+        store=view_store,
+        status=view_status_input,
     output:
-        transitions=f"{RESULTS}/{{model}}/stats/{{condition}}/transitions.parquet",
-        sublayers=f"{RESULTS}/{{model}}/stats/{{condition}}/sublayers.parquet",
+        transitions=f"{RESULTS}/{{model}}/{{view}}stats/{{condition}}/transitions.parquet",
+        sublayers=f"{RESULTS}/{{model}}/{{view}}stats/{{condition}}/sublayers.parquet",
     log:
-        f"{RESULTS}/logs/{{model}}/vector_stats/{{condition}}.log",
+        f"{RESULTS}/logs/{{model}}/{{view}}vector_stats/{{condition}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/{{model}}/vector_stats/{{condition}}.tsv"
+        f"{RESULTS}/benchmarks/{{model}}/{{view}}vector_stats/{{condition}}.tsv"
     conda:
         ENV
     threads: 1
@@ -71,6 +75,7 @@ rule vector_stats:
         runtime=30,
     params:
         code=code("vector_stats.py"),
+        view=view_spec,
     script:
         "../scripts/vector_stats.py"
 
@@ -84,17 +89,17 @@ rule figure1:
         sublayers=rules.vector_stats.output.sublayers,
     output:
         png=report(
-            f"{RESULTS}/{{model}}/figures/fig1_{{condition}}.png",
+            f"{RESULTS}/{{model}}/{{view}}figures/fig1_{{condition}}.png",
             caption="../workflow/report/fig1.rst",
             category="Figure 1",
             subcategory="{model}",
             labels={"model": "{model}", "condition": "{condition}"},
         ),
-        pdf=f"{RESULTS}/{{model}}/figures/fig1_{{condition}}.pdf",
+        pdf=f"{RESULTS}/{{model}}/{{view}}figures/fig1_{{condition}}.pdf",
     log:
-        f"{RESULTS}/logs/{{model}}/figure1/{{condition}}.log",
+        f"{RESULTS}/logs/{{model}}/{{view}}figure1/{{condition}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/{{model}}/figure1/{{condition}}.tsv"
+        f"{RESULTS}/benchmarks/{{model}}/{{view}}figure1/{{condition}}.tsv"
     conda:
         ENV
     threads: 1

@@ -8,7 +8,7 @@ import json
 import pandas as pd
 
 from transformer_dynamics.findings import findings_markdown
-from transformer_dynamics.position_analysis import findings_by_position_markdown
+from transformer_dynamics.views import findings_by_position_markdown
 
 with rule_logging(snakemake):
     per_model = {}

@@ -6,5 +6,5 @@ pin_threads(snakemake)  # first: numpy/torch read the thread settings when they 
 from transformer_dynamics.extraction import gather_shards
 
 with rule_logging(snakemake):
-    gather_shards(list(snakemake.input.shards), snakemake.output.store, snakemake.params.offsets)
+    gather_shards(list(snakemake.input.shards), snakemake.output.store)
     print(f"gathered {len(snakemake.input.shards)} shards into {snakemake.output.store}")

@@ -6,7 +6,7 @@ pin_threads(snakemake)  # first: numpy/torch read the thread settings when they 
 import torch
 
 from transformer_dynamics.models import resolve_device
-from transformer_dynamics.position_analysis import cae_by_bucket
+from transformer_dynamics.views import cae_by_bucket
 
 with rule_logging(snakemake):
     p, out = snakemake.params, snakemake.output

@@ -4,12 +4,10 @@ from transformer_dynamics.rulelog import pin_threads, rule_logging
 pin_threads(snakemake)  # first: numpy/torch read the thread settings when they load
 
 import json
-import shutil
-from pathlib import Path
 
 import pandas as pd
 
-from transformer_dynamics.position_analysis import findings_by_bucket
+from transformer_dynamics.views import findings_by_bucket
 
 with rule_logging(snakemake):
     p, i = snakemake.params, snakemake.input
@@ -32,6 +30,3 @@ with rule_logging(snakemake):
                     ignore_index=True)
     cae.to_csv(snakemake.output.cae, index=False)
     print(table.pivot_table(index="key", columns=["condition", "bucket"], values="value", aggfunc="first").to_string())
-    for twin in p.twins:  # the position stores' resume twins (extraction.publish) are no longer needed
-        if Path(twin).exists():
-            shutil.rmtree(twin)

@@ -1,16 +1,18 @@
 """Rule rotation_block: rotation counts and their shuffle null for one unit block (§2.6)."""
-from transformer_dynamics.rulelog import pin_threads, rule_logging
+from transformer_dynamics.rulelog import pin_threads, rule_logging, skip_unanalysed
 
 pin_threads(snakemake)  # first: numpy/torch read the thread settings when they load
 
 from transformer_dynamics import rotations
-from transformer_dynamics.store import ActivationStore
+from transformer_dynamics.views import open_view
 
 with rule_logging(snakemake):
-    p = snakemake.params
-    u0, u1 = p.units
-    a = ActivationStore(snakemake.input.store).units(u0, u1)
-    tables = rotations.rotation_block_tables(a, u0, p.n_shuffles, p.null, p.trajectory, p.seed, p.extra_nulls)
-    for name, table in tables.items():
-        table.to_parquet(snakemake.output[name], index=False)
-    print(tables["table"].describe().to_string())
+    # a position bucket that cannot be analysed gets empty outputs (its status says why)
+    if not skip_unanalysed(snakemake):
+        p = snakemake.params
+        u0, u1 = p.units
+        a = open_view(snakemake.input.store, **(p.view or {})).units(u0, u1)
+        tables = rotations.rotation_block_tables(a, u0, p.n_shuffles, p.null, p.trajectory, p.seed, p.extra_nulls)
+        for name, table in tables.items():
+            table.to_parquet(snakemake.output[name], index=False)
+        print(tables["table"].describe().to_string())

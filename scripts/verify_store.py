@@ -1,4 +1,4 @@
-"""Rule verify_store: re-check every chunk of a finished activation store (checksums, presence, finite)."""
+"""Rule verify_store: re-check every chunk of a finished store (checksums, presence, finite)."""
 import json
 
 from transformer_dynamics import store

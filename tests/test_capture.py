@@ -8,7 +8,7 @@ import torch
 
 from transformer_dynamics.capture import (
     UnsupportedArchitectureError,
-    capture_last_token,
+    capture,
     check_finite,
     NonFiniteActivationError,
     decoder_layers,
@@ -48,7 +48,7 @@ def attention_block_outputs(model, seq):
 
 def captured(model, seqs, **kw):
     out = {}
-    for idx, rs in capture_last_token(model, seqs, **kw):
+    for idx, rs in capture(model, seqs, **kw):
         for i, r in zip(idx, rs):
             out[int(i)] = r
     return np.stack([out[i] for i in range(len(seqs))])

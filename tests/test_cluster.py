@@ -145,7 +145,7 @@ def test_workflow_on_slurm_equals_local_run(tmp_path_factory):
     job_ids = {p.stem for p in slurm_logs}
     assert len(slurm_logs) >= 4 and all(re.fullmatch(r"\d+", j) for j in job_ids), slurm_logs
     for rule_log in ["results/logs/filter_corpus.log", "results/logs/tiny/tokenize.log",
-                     "results/logs/tiny/extract/original/000.log"]:
+                     "results/logs/tiny/activations/extract/original/000.log"]:
         text = (cluster / rule_log).read_text()
         m = re.search(r"SLURM job (\d+)", text)
         assert m and m.group(1) in job_ids, f"{rule_log} did not run under SLURM:\n{text[:500]}"

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from transformer_dynamics.capture import NonFiniteActivationError, capture_last_token
+from transformer_dynamics.capture import NonFiniteActivationError, capture
 from transformer_dynamics.extraction import extract_to_store
 from transformer_dynamics.models import LoadedModel
 
@@ -30,7 +30,7 @@ UNIT_ROUNDOFF = {torch.bfloat16: 2.0**-8, torch.float16: 2.0**-11}
 
 def captured(model, seqs):
     out = {}
-    for idx, rs in capture_last_token(model, seqs, max_batch=4):
+    for idx, rs in capture(model, seqs, max_batch=4):
         for i, r in zip(idx, rs):
             out[int(i)] = r
     return np.stack([out[i] for i in range(len(seqs))])
@@ -93,7 +93,7 @@ def test_float16_overflow_trips_the_nonfinite_guard(tmp_path):
     loaded = LoadedModel(model, None, {"source": "tiny-fp16", "dtype": "float16", "n_layers": 3, "d_model": 32})
     out = tmp_path / "store.zarr"
     with pytest.raises(NonFiniteActivationError) as exc:
-        extract_to_store(loaded, out, np.arange(6), np.arange(6), seqs, sample_chunk=3, unit_chunk=16)
+        extract_to_store(loaded, out, np.arange(6), np.arange(6), seqs, row_chunk=3, unit_chunk=16)
     msg = str(exc.value)
     assert "tiny-fp16 (float16)" in msg and "NaN/inf" in msg and "float32" in msg
     assert "samples [" in msg and "L0" in msg

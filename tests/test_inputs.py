@@ -173,7 +173,7 @@ def test_extraction_refuses_sequences_longer_than_the_context(tmp_path):
                                    "max_positions": 12})
     seqs = random_sequences(np.random.default_rng(0), 4, lo=14, hi=16)
     with pytest.raises(ValueError, match=r"has 1[56] tokens but model tiny accepts at most 12.*long_texts"):
-        extraction.extract_to_store(loaded, tmp_path / "s.zarr", np.arange(4), np.arange(4), seqs, sample_chunk=2)
+        extraction.extract_to_store(loaded, tmp_path / "s.zarr", np.arange(4), np.arange(4), seqs, row_chunk=2)
     assert not (tmp_path / "s.zarr").exists() and not (tmp_path / "s.zarr.partial").exists()
 
 

@@ -18,11 +18,12 @@ LAYERS, D = 10, 512
 
 def make_store(path, n):
     labels = sublayer_labels(LAYERS)
-    g = store.create_store(path, n, labels, D, 4, sample_chunk=100, unit_chunk=32, with_text=False)
+    g = store.create_store(path, labels, D, np.arange(n), np.zeros(n, int), [[1, 2]] * n, row_chunk=100, unit_chunk=32)
     rng = np.random.default_rng(0)
+    writer = store.RowWriter(g)
     for c in range(n // 100):
-        rs = rng.normal(size=(100, 2 * LAYERS, D)).astype(np.float32)
-        store.write_chunk(g, c, rs, np.arange(c * 100, c * 100 + 100), np.zeros(100, int), [[1, 2]] * 100)
+        writer.add(c * 100, rng.normal(size=(100, 2 * LAYERS, D)).astype(np.float32))
+    writer.close()
     store.finalize(path)
     return g, labels
 

@@ -19,9 +19,9 @@ def test_default_perturbation_layers():
 
 
 def _pca_for(model, seqs):
-    from transformer_dynamics.capture import capture_last_token
+    from transformer_dynamics.capture import capture
 
-    rs = np.concatenate([r for _, r in capture_last_token(model, seqs)])
+    rs = np.concatenate([r for _, r in capture(model, seqs)])
     return P.fit_pca([rs], 10), rs
 
 
@@ -30,9 +30,9 @@ def test_teleport_to_own_residual_reproduces_control_and_leaves_earlier_layers()
     rng = np.random.default_rng(4)
     prompt = random_sequences(rng, 1, lo=8, hi=9)[0]
     pca, _ = _pca_for(model, random_sequences(rng, 20))
-    from transformer_dynamics.capture import capture_last_token
+    from transformer_dynamics.capture import capture
 
-    control = next(iter(capture_last_token(model, [prompt])))[1][0]
+    control = next(iter(capture(model, [prompt])))[1][0]
     for layer in (0, 1, 2):
         same = perturb.run_edited(model, prompt, layer, np.stack([control[2 * layer]] * 3))
         np.testing.assert_allclose(same, np.broadcast_to(control, same.shape), atol=1e-5)
@@ -48,16 +48,16 @@ def test_teleport_to_own_residual_reproduces_control_and_leaves_earlier_layers()
 
 def test_perturbation_with_padding_and_other_rows_in_batch():
     # the edit hits the last real token of each row even when rows are padded to different lengths
-    from transformer_dynamics.capture import capture_last_token
+    from transformer_dynamics.capture import capture
 
     model = make_tiny_model("qwen2", seed=2)
     rng = np.random.default_rng(5)
     seqs = random_sequences(rng, 5)
     target = rng.normal(size=32).astype(np.float32)
     edits = {1: lambda h: torch.as_tensor(target).expand_as(h)}
-    batched = np.concatenate([r[np.argsort(i)] for i, r in capture_last_token(model, seqs, max_batch=5, edits=edits)])
-    order = np.concatenate([i for i, _ in capture_last_token(model, seqs, max_batch=5, edits=edits)])
-    single = np.stack([next(iter(capture_last_token(model, [s], edits=edits)))[1][0] for s in seqs])
+    batched = np.concatenate([r[np.argsort(i)] for i, r in capture(model, seqs, max_batch=5, edits=edits)])
+    order = np.concatenate([i for i, _ in capture(model, seqs, max_batch=5, edits=edits)])
+    single = np.stack([next(iter(capture(model, [s], edits=edits)))[1][0] for s in seqs])
     np.testing.assert_allclose(batched, single[np.sort(order)], atol=1e-5)
     np.testing.assert_allclose(single[:, 2], np.broadcast_to(target, (5, 32)), atol=1e-6)
 

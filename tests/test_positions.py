@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from transformer_dynamics import store, token_store
-from transformer_dynamics.capture import capture_last_token, capture_positions, decoder_layers, get_arch
+from transformer_dynamics import extraction, store, views
+from transformer_dynamics.capture import capture, decoder_layers, get_arch
 from transformer_dynamics.models import LoadedModel
 from transformer_dynamics.positions import BUCKETS, bucket_of, bucket_rows, parse_positions, select_positions
 
@@ -85,7 +85,7 @@ def test_capture_positions_equals_output_hidden_states(tiny_model, padding_side,
     keep = select_positions([len(s) for s in seqs], np.arange(7), "sample:5", seed=1, include_bos=True)
     keep[0] = np.arange(len(seqs[0]))  # one sequence with every position
     got = {}
-    for idx, rs in capture_positions(tiny_model, seqs, keep, padding_side=padding_side, max_batch=max_batch):
+    for idx, rs in capture(tiny_model, seqs, keep, padding_side=padding_side, max_batch=max_batch):
         r = 0
         for i in idx:
             got[int(i)] = rs[r : r + len(keep[i])]
@@ -100,17 +100,17 @@ def test_capture_positions_last_equals_last_token_capture(tiny_model):
     rng = np.random.default_rng(3)
     seqs = random_sequences(rng, 9)
     keep = [np.array([len(s) - 1]) for s in seqs]
-    a = np.concatenate([rs for _, rs in capture_positions(tiny_model, seqs, keep, max_batch=9)])
-    b = np.concatenate([rs for _, rs in capture_last_token(tiny_model, seqs, max_batch=9)])
+    a = np.concatenate([rs for _, rs in capture(tiny_model, seqs, keep, max_batch=9)])
+    b = np.concatenate([rs for _, rs in capture(tiny_model, seqs, max_batch=9)])
     np.testing.assert_array_equal(a, b)
 
 
 def test_capture_positions_rejects_padded_or_unsorted_positions():
     m = make_tiny_model("llama")
     with pytest.raises(ValueError, match="ascending"):
-        list(capture_positions(m, [[1, 5, 6]], [np.array([1, 3])]))
+        list(capture(m, [[1, 5, 6]], [np.array([1, 3])]))
     with pytest.raises(ValueError, match="ascending"):
-        list(capture_positions(m, [[1, 5, 6]], [np.array([2, 1])]))
+        list(capture(m, [[1, 5, 6]], [np.array([2, 1])]))
 
 
 def _loaded(arch="llama"):
@@ -120,10 +120,10 @@ def _loaded(arch="llama"):
 
 
 def _extract(tmp_path, loaded, seqs, keep, name="p.zarr", **kw):
-    kw.setdefault("token_chunk", 16)
+    kw.setdefault("row_chunk", 16)
     kw.setdefault("unit_chunk", 8)
-    return token_store.extract_positions_to_store(
-        loaded, tmp_path / name, np.arange(len(seqs)) + 10, np.arange(len(seqs)), seqs, keep,
+    return extraction.extract_to_store(
+        loaded, tmp_path / name, np.arange(len(seqs)) + 10, np.arange(len(seqs)), seqs, keep=keep,
         texts=[f"text {i}" for i in range(len(seqs))], max_batch=3, **kw)
 
 
@@ -157,7 +157,7 @@ def test_position_store_resumes_after_a_crash_with_identical_numbers(tmp_path, m
     ref = store.read_rs(tmp_path / "ref.zarr")
 
     calls = {"n": 0}
-    real_add = token_store.ChunkWriter.add
+    real_add = store.RowWriter.add
 
     def crash_after_three(self, row0, rows):
         calls["n"] += 1
@@ -165,15 +165,15 @@ def test_position_store_resumes_after_a_crash_with_identical_numbers(tmp_path, m
             raise KeyboardInterrupt("killed")
         return real_add(self, row0, rows)
 
-    monkeypatch.setattr(token_store.ChunkWriter, "add", crash_after_three)
+    monkeypatch.setattr(store.RowWriter, "add", crash_after_three)
     with pytest.raises(KeyboardInterrupt):
         _extract(tmp_path, loaded, seqs, keep)
     partial = store.open_store(tmp_path / "p.zarr.partial")
     done_before = int(partial["chunk_done"][:].sum())
     assert 0 < done_before < partial["chunk_done"].shape[0]
-    monkeypatch.setattr(token_store.ChunkWriter, "add", real_add)
+    monkeypatch.setattr(store.RowWriter, "add", real_add)
     stats = _extract(tmp_path, loaded, seqs, keep)
-    assert stats["groups_computed"] < len(token_store.capture_groups(token_store.layout(keep)[1], 16))
+    assert stats["chunks_computed"] < len(extraction.capture_groups(store.rows_per_text(keep, len(keep))[1], 16))
     np.testing.assert_array_equal(store.read_rs(tmp_path / "p.zarr"), ref)
 
 
@@ -200,7 +200,7 @@ def test_corrupted_position_chunk_is_refused(tmp_path):
     data[len(data) // 2] ^= 0xFF
     victim.write_bytes(bytes(data))
     with pytest.raises(store.StoreIntegrityError, match="corrupted|checksum"):
-        token_store.bucket_store(tmp_path / "p.zarr", "all", None, 0).units(0, 32)
+        views.open_view(tmp_path / "p.zarr", "all", None, 0).units(0, 32)
 
 
 def test_bucket_view_equals_fancy_indexing(tmp_path):
@@ -209,9 +209,9 @@ def test_bucket_view_equals_fancy_indexing(tmp_path):
     keep = select_positions([len(s) for s in seqs], np.arange(15), "all", 0, include_bos=True)
     _extract(tmp_path, loaded, seqs, keep)
     full = store.read_rs(tmp_path / "p.zarr")
-    t = token_store.token_table(tmp_path / "p.zarr")
+    t = store.row_table(tmp_path / "p.zarr")
     for bucket in BUCKETS:
-        view = token_store.bucket_store(tmp_path / "p.zarr", bucket, 7, seed=2)
+        view = views.open_view(tmp_path / "p.zarr", bucket, 7, seed=2)
         rows = bucket_rows(t["position"], t["is_last"], bucket, 7, 2)
         assert view.n_samples == len(rows)
         if not len(rows):
@@ -229,7 +229,7 @@ def test_bucket_view_equals_fancy_indexing(tmp_path):
 
 
 def test_degenerate_bucket_is_one_repeated_vector_across_all_blocks():
-    from transformer_dynamics.position_analysis import degenerate_reason
+    from transformer_dynamics.views import degenerate_reason
 
     class Rows:
         def __init__(self, x):

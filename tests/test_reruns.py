@@ -133,7 +133,7 @@ def test_interrupted_extraction_resumes_with_rerun_incomplete(tmp_path, tiny_mod
     # what a user does after a killed run: remove the stale lock, then rerun the incomplete job
     snakemake(tmp_path, "--unlock", target)
     snakemake(tmp_path, "--cores", "1", "--rerun-incomplete", target)
-    log = (tmp_path / "results/logs/tiny/extract/original/000.log").read_text()
+    log = (tmp_path / "results/logs/tiny/activations/extract/original/000.log").read_text()
     left = int(log.split("resuming", 1)[1].split(":", 1)[1].split("chunks left")[0])
     assert left <= 200 - done
     assert '"chunks_computed": %d.0' % left in log
@@ -255,7 +255,7 @@ def test_stale_partial_store_is_discarded_after_the_corpus_changed(local_inputs_
     lines = write_local_corpus(wd / "corpus.txt", edit=2)  # sample 2 lies in the finished chunk
     shutil.rmtree(wd / "results/corpus")
     snakemake(wd, "--cores", "1", target)
-    log = (wd / "results/logs/tiny/extract/original/000.log").read_text()
+    log = (wd / "results/logs/tiny/activations/extract/original/000.log").read_text()
     assert "discarding the partial store" in log and "content_sha256" in log and "resuming" not in log
     out = zarr.open_group(str(wd / target), mode="r")
     assert list(out["text"][:]) == lines and out["text"][2] != old_text
@@ -290,7 +290,7 @@ def test_a_damaged_chunk_stops_every_reader_and_no_result_survives(finished_run,
         assert "StoreIntegrityError" in text and "array 'rs', chunk 1.0.0 (rs/c/1/0/0) is corrupted" in text, log
     res = snakemake(wd, "--cores", "1", "verify", "--forcerun", "verify_store", check=False)
     assert res.returncode != 0
-    assert "chunk 1.0.0" in (wd / "results/logs/tiny/verify_store/original.log").read_text()
+    assert "chunk 1.0.0" in (wd / "results/logs/tiny/activations/verify/original.log").read_text()
     chunk.unlink()
     res = snakemake(wd, "--cores", "1", "--forcerun", "fit_pca", "--", outputs[0], check=False)
     assert res.returncode != 0 and not (wd / outputs[0]).exists()
@@ -333,7 +333,7 @@ def test_ctrl_c_never_recomputes_finished_chunks(tmp_path, slow_model_dir, targe
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert proc.returncode != 0 and 3 <= done < n // chunk, f"could not interrupt mid-way (chunks done: {done})"
-    log_path = tmp_path / "results/logs/tiny/extract/original/000.log"
+    log_path = tmp_path / "results/logs/tiny/activations/extract/original/000.log"
     first = log_path.read_text()
     snakemake(tmp_path, "--unlock", target)
     snakemake(tmp_path, "--cores", "1", "--rerun-incomplete", target)

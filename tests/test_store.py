@@ -27,7 +27,7 @@ def run(path, seqs, **kw):
     n = len(seqs)
     return extraction.extract_to_store(
         loaded_tiny(), path, np.arange(n), np.arange(n) * 10, seqs,
-        texts=[f"text {i}" for i in range(n)], sample_chunk=4, unit_chunk=8, attrs={"seed": 0}, **kw
+        texts=[f"text {i}" for i in range(n)], row_chunk=4, unit_chunk=8, attrs={"seed": 0}, **kw
     )
 
 
@@ -40,6 +40,8 @@ def test_store_layout_opens_in_xarray(tmp_path):
     assert list(ds.sublayer.values) == sublayer_labels(3)
     assert list(ds.layer.values) == [0, 0, 1, 1, 2, 2]
     assert list(ds.kind.values) == ["attn", "mlp"] * 3
+    assert list(ds.hook.values[:3]) == ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_mid", "blocks.1.hook_resid_pre"]
+    assert ds.attrs["layout"] == "last" and ds.attrs["format_version"] == store.FORMAT_VERSION
     assert ds.rs.encoding["chunks"] == (4, 6, 8)
     assert ds.n_tokens.values.tolist() == [len(s) for s in seqs]
     tok = ds.token_ids.values
@@ -57,7 +59,7 @@ def test_store_layout_opens_in_xarray(tmp_path):
 def interrupted_run(monkeypatch, path, seqs, exc):
     """Run an extraction that dies with ``exc`` while writing its second chunk."""
     calls = {"n": 0}
-    real = store.write_chunk
+    real = store.RowWriter.add
 
     def crash_on_second(*a, **k):
         calls["n"] += 1
@@ -65,10 +67,10 @@ def interrupted_run(monkeypatch, path, seqs, exc):
             raise exc
         return real(*a, **k)
 
-    monkeypatch.setattr(store, "write_chunk", crash_on_second)
+    monkeypatch.setattr(store.RowWriter, "add", crash_on_second)
     with pytest.raises(type(exc)):
         run(path, seqs)
-    monkeypatch.setattr(store, "write_chunk", real)
+    monkeypatch.setattr(store.RowWriter, "add", real)
 
 
 def test_interrupted_extraction_resumes_without_recomputing(tmp_path, monkeypatch):
@@ -94,7 +96,7 @@ def test_background_writes_give_the_same_store_and_finish_the_write_in_flight(tm
         np.testing.assert_array_equal(store.checked(a, name)[:], store.checked(b, name)[:], err_msg=name)
 
     # Ctrl-C while the third chunk is captured: the write of the second, in flight, completes
-    real, calls = extraction.capture_last_token, {"n": 0}
+    real, calls = extraction.capture, {"n": 0}
 
     def interrupted_capture(*args, **kw):
         calls["n"] += 1
@@ -102,7 +104,7 @@ def test_background_writes_give_the_same_store_and_finish_the_write_in_flight(tm
             raise KeyboardInterrupt
         yield from real(*args, **kw)
 
-    monkeypatch.setattr(extraction, "capture_last_token", interrupted_capture)
+    monkeypatch.setattr(extraction, "capture", interrupted_capture)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "i.zarr", seqs, overlap_writes=True)
     partial = store.open_store(tmp_path / "i.zarr.partial")
@@ -115,7 +117,7 @@ def test_changed_inputs_do_not_resume_a_stale_partial_store(tmp_path, monkeypatc
     interrupted_run(monkeypatch, tmp_path / "r.zarr", seqs, RuntimeError("boom"))
     n = len(seqs)
     stats = extraction.extract_to_store(
-        loaded_tiny(), tmp_path / "r.zarr", np.arange(n), np.arange(n), seqs, sample_chunk=4,
+        loaded_tiny(), tmp_path / "r.zarr", np.arange(n), np.arange(n), seqs, row_chunk=4,
         unit_chunk=8, attrs={"seed": 1},
     )
     assert stats["chunks_computed"] == 2
@@ -139,7 +141,7 @@ def test_nan_activations_stop_with_a_clear_error_and_keep_written_chunks(tmp_pat
     try:
         with pytest.raises(NonFiniteActivationError, match=r"samples \[.*6.*\] at sublayers \['L01.attn'"):
             extraction.extract_to_store(loaded, tmp_path / "n.zarr", np.arange(8), np.arange(8), seqs,
-                                        sample_chunk=4, unit_chunk=8, max_batch=1)
+                                        row_chunk=4, unit_chunk=8, max_batch=1)
     finally:
         handle.remove()
     partial = store.open_store(tmp_path / "n.zarr.partial")
@@ -147,25 +149,36 @@ def test_nan_activations_stop_with_a_clear_error_and_keep_written_chunks(tmp_pat
     assert np.isfinite(partial["rs"][0:4]).all()
 
 
+def extract_shards(tmp_path, loaded, seqs, bounds, width, name="shard"):
+    """One store per ``(start, stop)`` of ``bounds``, as the extract_shard jobs write them."""
+    parts = []
+    for k, (s0, s1) in enumerate(bounds):
+        p = tmp_path / f"{name}{k}.zarr"
+        extraction.extract_to_store(loaded, p, np.arange(s0, s1), np.arange(s0, s1), seqs[s0:s1],
+                                    token_width=width, row_chunk=4, unit_chunk=8)
+        parts.append(p)
+    return parts
+
+
 def test_gathered_shards_equal_one_store(tmp_path):
     seqs = random_sequences(np.random.default_rng(4), 12)
     loaded = loaded_tiny()
     width = max(len(s) for s in seqs)
     one = tmp_path / "one.zarr"
-    extraction.extract_to_store(loaded, one, np.arange(12), np.arange(12), seqs, max_positions=width,
-                                sample_chunk=4, unit_chunk=8)
-    parts = []
-    for k, (s0, s1) in enumerate([(0, 8), (8, 12)]):
-        p = tmp_path / f"shard{k}.zarr"
-        extraction.extract_to_store(loaded, p, np.arange(s0, s1), np.arange(s0, s1), seqs[s0:s1],
-                                    max_positions=width, sample_chunk=4, unit_chunk=8)
-        parts.append(p)
-    extraction.gather_shards(parts, tmp_path / "g.zarr", [0, 8])
+    extraction.extract_to_store(loaded, one, np.arange(12), np.arange(12), seqs, token_width=width,
+                                row_chunk=4, unit_chunk=8)
+    extraction.gather_shards(extract_shards(tmp_path, loaded, seqs, [(0, 8), (8, 12)], width), tmp_path / "g.zarr")
     a, b = store.open_store(one), store.open_store(tmp_path / "g.zarr")
-    for name in ("rs", "token_ids", "sample", "n_tokens"):
+    for name in ("rs", "token_ids", "sample", "n_tokens", "corpus_index"):
         np.testing.assert_array_equal(a[name][:], b[name][:])
-    with pytest.raises(ValueError, match="not aligned"):
-        store.copy_into(b, store.open_store(parts[1]), 6)
+    # shards that do not end on a row chunk of the result (the position store's case) gather
+    # through whole chunks of the result; their values are the same captures
+    extraction.gather_shards(extract_shards(tmp_path, loaded, seqs, [(0, 6), (6, 12)], width, "odd"), tmp_path / "g2.zarr")
+    c = store.open_store(tmp_path / "g2.zarr")
+    assert c["rs"].chunks == a["rs"].chunks and store.verify(c)["rs"] == 3 * 4
+    np.testing.assert_allclose(c["rs"][:], a["rs"][:], rtol=1e-5, atol=1e-6)
+    for name in ("token_ids", "sample", "n_tokens"):
+        np.testing.assert_array_equal(a[name][:], c[name][:])
 
 
 def test_read_units_reads_a_block(tmp_path):
@@ -243,15 +256,10 @@ def test_finalize_refuses_a_store_with_a_corrupted_chunk(tmp_path, monkeypatch):
 def test_gather_refuses_a_damaged_shard(tmp_path):
     seqs = random_sequences(np.random.default_rng(9), 8)
     loaded = loaded_tiny()
-    parts = []
-    for k, (s0, s1) in enumerate([(0, 4), (4, 8)]):
-        p = tmp_path / f"shard{k}.zarr"
-        extraction.extract_to_store(loaded, p, np.arange(s0, s1), np.arange(s0, s1), seqs[s0:s1],
-                                    max_positions=20, sample_chunk=4, unit_chunk=8)
-        parts.append(p)
+    parts = extract_shards(tmp_path, loaded, seqs, [(0, 4), (4, 8)], 20)
     damage(parts[1], (0, 0, 3), "delete")
     with pytest.raises(store.StoreIntegrityError, match=r"shard1.zarr: array 'rs', chunk 0\.0\.3 .*is missing"):
-        extraction.gather_shards(parts, tmp_path / "g.zarr", [0, 4])
+        extraction.gather_shards(parts, tmp_path / "g.zarr")
 
 
 # --- resume: only a partial store of the very same content is resumed ----------------------
@@ -281,7 +289,7 @@ def test_resume_with_other_weights_or_dtype_discards_the_partial_store(tmp_path,
     loaded.info["weights_sha256"] = "other"
     log = io.StringIO()
     extraction.extract_to_store(loaded, tmp_path / "r.zarr", np.arange(12), np.arange(12) * 10, seqs,
-                                texts=[f"text {i}" for i in range(12)], sample_chunk=4, unit_chunk=8,
+                                texts=[f"text {i}" for i in range(12)], row_chunk=4, unit_chunk=8,
                                 attrs={"seed": 0}, log=log)
     assert "discarding the partial store" in log.getvalue() and "(model)" in log.getvalue()
 
@@ -319,3 +327,34 @@ def test_activation_store_face_reads_through_the_checked_readers(tmp_path):
         with pytest.raises(store.StoreIntegrityError, match=r"chunk 1\.0\.2 \(rs/c/1/0/2\) is missing"):
             read_bad()
     np.testing.assert_array_equal(acts.units(0, 16), full[:, :, :16])  # untouched blocks still read
+
+
+def test_a_store_of_an_older_format_is_refused_with_the_fix(tmp_path):
+    seqs = random_sequences(np.random.default_rng(13), 6)
+    run(tmp_path / "s.zarr", seqs)
+    g = store.open_store(tmp_path / "s.zarr", mode="r+")
+    g.attrs["format_version"] = 2
+    for read in (lambda: store.ActivationStore(tmp_path / "s.zarr"), lambda: store.row_table(tmp_path / "s.zarr")):
+        with pytest.raises(store.StoreIntegrityError, match=r"format_version 2 .*delete the store and run snakemake again"):
+            read()
+
+
+def test_row_and_text_tables_read_both_layouts_under_one_name(tmp_path):
+    seqs = random_sequences(np.random.default_rng(14), 7, lo=3, hi=12)
+    run(tmp_path / "last.zarr", seqs)
+    keep = [np.arange(1, len(s)) for s in seqs]
+    run(tmp_path / "pos.zarr", seqs, keep=keep)
+    last, pos = store.row_table(tmp_path / "last.zarr"), store.row_table(tmp_path / "pos.zarr")
+    np.testing.assert_array_equal(last["position"], [len(s) - 1 for s in seqs])
+    np.testing.assert_array_equal(last["token_id"], [s[-1] for s in seqs])
+    assert last["is_last"].all() and pos["is_last"].sum() == len(seqs)
+    # the last-token rows of the position store are the last-token store's rows
+    np.testing.assert_array_equal(pos["sample"][pos["is_last"]], last["sample"])
+    np.testing.assert_array_equal(pos["token_id"][pos["is_last"]], last["token_id"])
+    a = store.read_rs(tmp_path / "last.zarr")
+    b = store.read_rs(tmp_path / "pos.zarr")[pos["is_last"]]
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
+    ta, tb = store.text_table(tmp_path / "last.zarr"), store.text_table(tmp_path / "pos.zarr")
+    for k in ("sample", "corpus_index", "n_tokens", "text"):
+        np.testing.assert_array_equal(ta[k], tb[k], err_msg=k)
+    np.testing.assert_array_equal(tb["first_row"], np.concatenate([[0], np.cumsum([len(k) for k in keep])[:-1]]))

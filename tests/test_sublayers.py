@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from transformer_dynamics import sublayers as SL
-from transformer_dynamics.capture import capture_last_token
+from transformer_dynamics.capture import capture
 
 from conftest import make_tiny_model, random_sequences
 
@@ -40,9 +40,15 @@ def test_the_pre_attention_row_is_where_an_edit_lands():
     target = np.full(32, 3.0, dtype=np.float32)
     import torch
 
-    edited = next(iter(capture_last_token(model, [seq], edits={1: lambda h: torch.as_tensor(target).expand_as(h)})))[1][0]
-    plain = next(iter(capture_last_token(model, [seq])))[1][0]
+    edited = next(iter(capture(model, [seq], edits={1: lambda h: torch.as_tensor(target).expand_as(h)})))[1][0]
+    plain = next(iter(capture(model, [seq])))[1][0]
     row = SL.pre_attention_index(1)
     np.testing.assert_allclose(edited[row], target, atol=1e-6)
     np.testing.assert_array_equal(edited[:row], plain[:row])
     assert plain.shape[0] == SL.n_sublayers(3)
+
+
+def test_hook_names_follow_transformer_lens():
+    from transformer_dynamics.sublayers import hook_names
+
+    assert hook_names(SL.sublayer_labels(12))[6:8] == ["blocks.3.hook_resid_pre", "blocks.3.hook_resid_mid"]

@@ -107,7 +107,7 @@ def test_terminal_shows_an_estimate_and_progress_with_eta(tmp_path, tiny_model_d
     assert first in out and "ETA" in out.split(first, 1)[1].splitlines()[0], out[-3000:]
     assert "[extract_shard tiny/original/000] chunk 4/4 (100%)" in out
     # the full log still has every chunk
-    log = (tmp_path / "results/logs/tiny/extract/original/000.log").read_text()
+    log = (tmp_path / "results/logs/tiny/activations/extract/original/000.log").read_text()
     assert log.count("tok/s") == 4 and "1 threads" in log
     # the estimate counts an extraction only where the store is missing or of another config
     res = snakemake(tmp_path, "--cores", "1", "results/tiny/stats/original/transitions.parquet")

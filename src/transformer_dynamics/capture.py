@@ -1,4 +1,4 @@
-"""Residual-stream capture at the last token with forward hooks (§2.1).
+"""Residual-stream capture with forward hooks (§2.1), at the last token or at any kept positions.
 
 For every layer l the paper records, at the LAST token of a sequence,
 
@@ -12,8 +12,9 @@ interleaved into 2L "sublayers" ``L00.attn, L00.mlp, L01.attn, ...`` (the conven
 
 Every supported architecture maps onto this through one row of :data:`ARCHITECTURES`: where
 the decoder layers live and which module inside a layer receives ``resid_pre`` and
-``resid_mid`` as its first input. Forward pre-hooks on those modules copy only the last real
-token's row into a preallocated buffer; all hidden states are never materialised, the LM
+``resid_mid`` as its first input. Forward pre-hooks on those modules copy only the kept
+tokens' rows (the last real token for the paper; :func:`capture` with ``keep`` for other
+positions, beyond the paper) into a buffer; all hidden states are never materialised, the LM
 head and the final norm never run (the forward pass is stopped after the last capture), and
 batches are sorted by length so padding is small. Right padding needs no attention mask for
 a causal model (a real token never attends to a later pad), so the fast causal kernels run.
@@ -317,9 +318,10 @@ def _batches(model: Any, token_ids: Sequence[Sequence[int]], max_tokens: int | N
     return device, lengths, length_sorted_batches(lengths, budget, rows)
 
 
-def capture_last_token(
+def capture(
     model: Any,
     token_ids: Sequence[Sequence[int]],
+    keep: Sequence[np.ndarray] | None = None,
     max_tokens: int | None = None,
     pad_id: int = 0,
     padding_side: str = "right",
@@ -327,62 +329,42 @@ def capture_last_token(
     progress: Callable[[int], None] | None = None,
     max_batch: int | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Capture the residual stream at the last real token of every sequence.
+    """Capture the residual stream at the kept token positions of every sequence (§2.1).
 
-    Batches hold at most ``max_tokens`` padded tokens (default: :func:`auto_max_tokens`) or,
-    when ``max_batch`` is given, exactly up to ``max_batch`` sequences.
-    Yields ``(indices, rs)`` per length-sorted batch, ``rs`` a float32 array of shape
-    ``(len(indices), 2L, D)`` in the order of ``indices`` (positions in ``token_ids``).
+    The one capture loop of the package: the paper's last token is ``keep=None`` (one row per
+    sequence, its last real token); beyond the paper, ``keep[i]`` holds the positions of
+    ``token_ids[i]`` to capture (0 = BOS), ascending and distinct. The same hooks copy the kept
+    tokens' rows in the same forward pass, which stops after the last layer's pre-MLP capture;
+    padded positions are never captured (left padding shifts the columns, not the positions).
+
+    Batches are length-sorted and hold at most ``max_tokens`` padded tokens (default
+    :func:`auto_max_tokens`) or, when ``max_batch`` is given, exactly up to ``max_batch``
+    sequences. ``edits`` (``{layer: f}``) change the residual entering ``layer`` at each
+    sequence's last token before anything is captured (:mod:`transformer_dynamics.perturb`).
+
+    Yields
+    ------
+    ``(indices, rs)`` per batch: ``indices`` the positions in ``token_ids`` of the batch's
+    sequences, ``rs`` float32 of shape ``(sum(n_kept(i) for i in indices), 2L, D)``, the rows
+    of ``indices[0]`` first, each sequence's positions in the order of ``keep`` (one row per
+    sequence when ``keep`` is None).
     """
     device, lengths, batches = _batches(model, token_ids, max_tokens, max_batch)
+    if keep is not None:
+        for i, k in enumerate(keep):
+            k = np.asarray(k)
+            if len(k) == 0 or k.min() < 0 or k.max() >= lengths[i] or np.any(np.diff(k) <= 0):
+                raise ValueError(f"sequence {i}: positions must be ascending, distinct and in [0, {lengths[i]})")
     with ResidualCapture(model, edits=edits) as cap:
         for idx in batches:
             ids, pos, mask, pids = pad_batch([token_ids[i] for i in idx], pad_id, padding_side)
-            out = cap.run(
-                ids.to(device),
-                pos.to(device),
-                None if mask is None else mask.to(device),
-                None if pids is None else pids.to(device),
-            )
-            yield idx, out.float().cpu().numpy()
-            if progress is not None:
-                progress(int(sum(lengths[i] for i in idx)))
-
-
-def capture_positions(
-    model: Any,
-    token_ids: Sequence[Sequence[int]],
-    keep: Sequence[np.ndarray],
-    max_tokens: int | None = None,
-    pad_id: int = 0,
-    padding_side: str = "right",
-    max_batch: int | None = None,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Capture the residual stream at the positions ``keep[i]`` of every sequence ``i``.
-
-    Beyond the paper (which keeps only the last token; :func:`capture_last_token`): the same
-    hooks, in the same forward pass, copy several tokens per row. ``keep[i]`` holds indices
-    into ``token_ids[i]`` (0 = BOS), ascending; padded positions are never captured (left
-    padding shifts the columns, not the positions). The forward pass stops after the last
-    layer's pre-MLP capture as for the last token.
-
-    Yields ``(indices, rs)`` per length-sorted batch: ``rs`` float32 of shape
-    ``(sum(len(keep[i]) for i in indices), 2L, D)``, the rows of ``indices[0]`` first, each
-    sequence's positions in the order of ``keep``.
-    """
-    device, lengths, batches = _batches(model, token_ids, max_tokens, max_batch)
-    for i, k in enumerate(keep):
-        k = np.asarray(k)
-        if len(k) == 0 or k.min() < 0 or k.max() >= lengths[i] or np.any(np.diff(k) <= 0):
-            raise ValueError(f"sequence {i}: positions must be ascending, distinct and in [0, {lengths[i]})")
-    with ResidualCapture(model) as cap:
-        for idx in batches:
-            ids, pos, mask, pids = pad_batch([token_ids[i] for i in idx], pad_id, padding_side)
-            T = ids.shape[1]
-            rows = np.concatenate([np.full(len(keep[i]), r) for r, i in enumerate(idx)])
-            shift = [0 if padding_side == "right" else T - lengths[i] for i in idx]
-            cols = np.concatenate([np.asarray(keep[i]) + shift[r] for r, i in enumerate(idx)])
-            select = (torch.as_tensor(rows, device=device), torch.as_tensor(cols, device=device))
+            select = None
+            if keep is not None:
+                T = ids.shape[1]
+                rows = np.concatenate([np.full(len(keep[i]), r) for r, i in enumerate(idx)])
+                shift = [0 if padding_side == "right" else T - lengths[i] for i in idx]
+                cols = np.concatenate([np.asarray(keep[i]) + shift[r] for r, i in enumerate(idx)])
+                select = (torch.as_tensor(rows, device=device), torch.as_tensor(cols, device=device))
             out = cap.run(
                 ids.to(device),
                 pos.to(device),
@@ -391,6 +373,8 @@ def capture_positions(
                 select=select,
             )
             yield idx, out.float().cpu().numpy()
+            if progress is not None:
+                progress(int(sum(lengths[i] for i in idx)))
 
 
 def check_finite(rs: np.ndarray, sample_ids: np.ndarray, labels: Sequence[str], context: str) -> None:

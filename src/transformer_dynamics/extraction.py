@@ -1,9 +1,12 @@
 """Extraction: token ids -> residual-stream captures -> Zarr store, chunk by chunk (§2.1).
 
-A run is resumable: each sample chunk is captured, checked for NaN/inf, written and only then
-marked done, so a killed run restarted with the same inputs continues at the first
-unfinished chunk and never recomputes a finished one. Batches are formed inside a chunk
-(length-sorted), so the numbers of a chunk do not depend on how the samples were sharded.
+One loop for every token layout: the paper's last token (``keep=None``) and any kept
+positions per text (beyond the paper), into the one store format of :mod:`.store`. A run is
+resumable: each row chunk is captured, checked for NaN/inf, written and only then marked
+done, so a killed run restarted with the same inputs continues at the first unfinished chunk
+and never recomputes a finished one. Batches are formed inside a capture group of about one
+row chunk (length-sorted); with the last token a group is one chunk, so the numbers of a
+chunk do not depend on how the samples were sharded (shards are whole chunks).
 
 "The same inputs" is checked, not assumed: the partial store holds a fingerprint of what it
 captures (a hash of the sample ids, corpus indices, token ids and texts), of the model (its
@@ -26,7 +29,7 @@ import numpy as np
 
 from . import store
 from .provenance import code_sha256, content_sha256
-from .capture import capture_last_token, check_finite
+from .capture import capture, check_finite
 from .models import LoadedModel
 from .progress import Progress
 from .sublayers import sublayer_labels
@@ -97,15 +100,46 @@ def resume_or_create(work: Path, parts: dict[str, str], create: Callable[[], Any
     return create()
 
 
+def capture_groups(n_rows: np.ndarray, row_chunk: int) -> list[tuple[int, int]]:
+    """Texts ``[t0, t1)`` captured together: consecutive texts until they hold >= ``row_chunk``
+    rows (a text with more rows forms its own group).
+
+    With one row per text (the last token) a group is exactly one row chunk. The groups depend
+    only on the layout, so a resumed extraction forms the same batches as an uninterrupted one
+    and writes identical numbers.
+    """
+    groups, t0, rows = [], 0, 0
+    for t, n in enumerate(n_rows):
+        rows += int(n)
+        if rows >= row_chunk:
+            groups.append((t0, t + 1))
+            t0, rows = t + 1, 0
+    if t0 < len(n_rows):
+        groups.append((t0, len(n_rows)))
+    return groups
+
+
+def resume_point(group: Any, first_row: np.ndarray, groups: list[tuple[int, int]]) -> tuple[int, int]:
+    """``(first capture group to run, first row to write)`` of a (partial) store."""
+    pending = store.pending_chunks(group)
+    if not pending:
+        return len(groups), int(group["rs"].shape[0])
+    row = pending[0] * int(group["rs"].chunks[0])
+    text = int(np.searchsorted(first_row, row, side="right") - 1)
+    g = next(i for i, (t0, t1) in enumerate(groups) if t0 <= text < t1)
+    return g, row
+
+
 def extract_to_store(
     loaded: LoadedModel,
     path: str | Path,
     sample_ids: np.ndarray,
     corpus_index: np.ndarray,
     token_ids: Sequence[Sequence[int]],
+    keep: Sequence[np.ndarray] | None = None,
     texts: Sequence[str] | None = None,
-    max_positions: int | None = None,
-    sample_chunk: int = 64,
+    token_width: int | None = None,
+    row_chunk: int = 100,
     unit_chunk: int = 64,
     max_tokens: int | None = None,
     max_batch: int | None = None,
@@ -114,7 +148,14 @@ def extract_to_store(
     log: Any = None,
     overlap_writes: bool | None = None,
 ) -> dict[str, float]:
-    """Capture every sequence and write a complete store at ``path``.
+    """Capture the kept tokens of every sequence and write a complete store at ``path``.
+
+    The one extraction loop: ``keep=None`` captures the last token of each text (the paper,
+    store layout ``last``); ``keep[i]`` the positions of text ``i`` (layout ``positions``,
+    beyond the paper). Texts are captured in groups of about ``row_chunk`` rows
+    (:func:`capture_groups`; with the last token a group is one row chunk) and batched inside
+    a group, so the numbers do not depend on how a run was interrupted; rows are written in
+    whole row chunks, each marked done after its write (the unit of resume).
 
     Parameters
     ----------
@@ -122,87 +163,104 @@ def extract_to_store(
     path : path of the store to produce.
     sample_ids, corpus_index : ndarray, shape (n,)
     token_ids : list of n token-id lists (BOS first).
+    keep : None (the last token) or, per text, the ascending positions to capture.
     texts : the original texts, or None (shuffled condition).
-    max_positions : width of ``token_ids`` in the store (default: longest sequence).
-    sample_chunk, unit_chunk : chunk shape of ``rs`` (see :mod:`store`).
+    token_width : columns of ``token_ids`` in a ``last`` store (default: the longest sequence; not
+        the model's context length, which is ``loaded.info["max_positions"]``).
+    row_chunk, unit_chunk : chunk shape of ``rs`` (see :mod:`store`).
     max_tokens : padded tokens per batch (None: device default).
     max_batch : sequences per batch instead of a token budget.
     attrs : provenance written into the store; a resume requires identical attrs.
     work_path : write here and publish at ``path`` when complete (default ``path + '.partial'``;
-        see :func:`publish`). A partial store with the same attrs is resumed.
-    overlap_writes : write chunk k in a background thread while chunk k+1 is captured
+        see :func:`publish`). A partial store with the same fingerprint is resumed.
+    overlap_writes : write chunk k in a background thread while the next group is captured
         (default: when the model is not on the CPU).
 
     Returns
     -------
-    dict with ``seconds`` (capture and writes), ``tokens``, ``chunks_computed`` and
-    ``finalize_seconds`` (re-reading every chunk, see :func:`store.finalize`).
+    dict with ``seconds`` (capture and writes), ``tokens`` (run through the model), ``rows``,
+    ``chunks_computed`` (capture groups run) and ``finalize_seconds`` (re-reading every chunk,
+    see :func:`store.finalize`).
     """
     log = log if log is not None else sys.stderr
     path = Path(path)
     work = Path(work_path) if work_path is not None else path.with_name(path.name + ".partial")
     m = loaded.model
-    n_layers = loaded.info["n_layers"]
-    labels = sublayer_labels(n_layers)
-    width = max_positions or max(len(t) for t in token_ids)
+    labels = sublayer_labels(loaded.info["n_layers"])
+    D = loaded.info["d_model"]
+    width = token_width or max(len(t) for t in token_ids)
     check_context(loaded, token_ids, sample_ids)
-    attrs = with_capture_points(attrs, "last real token")
+    keep = None if keep is None else [np.asarray(k, dtype=np.int64) for k in keep]
+    attrs = with_capture_points(attrs, "last real token" if keep is None else "the positions in the 'position' array")
     attrs["content_sha256"] = content_sha256(
         np.asarray(sample_ids, dtype=np.int64), np.asarray(corpus_index, dtype=np.int64),
         [[int(t) for t in seq] for seq in token_ids], None if texts is None else [str(t) for t in texts], int(width),
+        None if keep is None else [k.tolist() for k in keep], int(row_chunk), int(unit_chunk),
     )
     attrs["code_sha256"] = code_sha256(["extraction"])
-    shape = (len(token_ids), len(labels), loaded.info["d_model"])
+    first, n_rows = store.rows_per_text(keep, len(token_ids))
+    shape = (int(n_rows.sum()), len(labels), D)
     parts = _fingerprint_parts(attrs, loaded.info, shape)
     fp = content_sha256(store.dumps_attrs(parts))
 
     group = resume_or_create(work, parts, lambda: store.create_store(
-        work, len(token_ids), labels, loaded.info["d_model"], width,
-        sample_chunk=sample_chunk, unit_chunk=unit_chunk, with_text=texts is not None,
-        attrs={**attrs, "fingerprint": fp, "fingerprint_parts": parts},
+        work, labels, D, sample_ids, corpus_index, token_ids, keep, texts, token_width=width,
+        row_chunk=row_chunk, unit_chunk=unit_chunk, attrs={**attrs, "fingerprint": fp, "fingerprint_parts": parts},
     ), log)
-
-    t0 = time.perf_counter()
-    n_tok = 0
-    todo = store.pending_chunks(group)
+    groups = capture_groups(n_rows, int(group["rs"].chunks[0]))
+    g0, row = resume_point(group, first, groups)
+    c = int(group["rs"].chunks[0])
+    if g0:  # said in the log and on the terminal (a resumed job is otherwise silent about it)
+        note = f"resumed at chunk {row // c + 1} of {-(-shape[0] // c)}"
+        print(note, file=log, flush=True)
+        Progress(1, "chunk").say(note)
+    writer = store.RowWriter(group, row)
     context = f"model {loaded.info.get('source')} ({loaded.info.get('dtype')})"
+    todo = groups[g0:]
     bar = Progress(len(todo), "chunk")
-    # On a GPU, chunk k is compressed and written by a background thread while chunk k+1 is
-    # captured (the store write otherwise takes longer than the capture; docs/scale.md). At
-    # most one write is in flight, so memory holds two chunks. A chunk is marked done only
+    t0 = time.perf_counter()
+    n_tok = n_kept = 0
+    # On a GPU, chunk k is compressed and written by a background thread while the next group
+    # is captured (the store write otherwise takes longer than the capture; docs/scale.md). At
+    # most one write is in flight, so memory holds two groups. A chunk is marked done only
     # after its write completes, and an interrupt waits for the write in flight. On the CPU
     # the capture already uses every core: writes stay sequential.
     overlap = next(m.parameters()).device.type != "cpu" if overlap_writes is None else overlap_writes
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer") as writer:
-        pending: Future[None] | None = None
-        for k, chunk in enumerate(todo):
-            s0, s1 = store.chunk_bounds(group, chunk)
-            seqs = [token_ids[i] for i in range(s0, s1)]
-            out = np.empty((s1 - s0, len(labels), loaded.info["d_model"]), dtype=np.float32)
-            for idx, rs in capture_last_token(m, seqs, max_tokens=max_tokens, pad_id=loaded.pad_id, max_batch=max_batch):
-                out[idx] = rs
-            check_finite(out, np.asarray(sample_ids[s0:s1]), labels, context)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer") as pool:
+        pending: Future[Any] | None = None
+        for k, (a, b) in enumerate(todo):
+            seqs = [token_ids[i] for i in range(a, b)]
+            out = np.empty((int(n_rows[a:b].sum()), len(labels), D), dtype=np.float32)
+            local = first[a:b] - first[a]
+            for idx, rs in capture(m, seqs, None if keep is None else keep[a:b], max_tokens=max_tokens,
+                                   pad_id=loaded.pad_id, max_batch=max_batch):
+                r = 0
+                for i in idx:
+                    n = int(n_rows[a + i])
+                    out[local[i] : local[i] + n] = rs[r : r + n]
+                    r += n
+            check_finite(out, np.repeat(np.asarray(sample_ids[a:b]), n_rows[a:b]), labels, context)
             if pending is not None:
                 pending.result()
-            pending = writer.submit(
-                store.write_chunk, group, chunk, out, np.asarray(sample_ids[s0:s1]), np.asarray(corpus_index[s0:s1]),
-                seqs, None if texts is None else texts[s0:s1],
-            )
+            pending = pool.submit(writer.add, int(first[a]), out)
             if not overlap:
                 pending.result()
             n_tok += sum(len(s) for s in seqs)
+            n_kept += len(out)
             el = time.perf_counter() - t0
-            print(f"chunk {k + 1}/{len(todo)} (samples {s0}-{s1 - 1}): {n_tok / el:.0f} tok/s", file=log, flush=True)
+            print(f"chunk {k + 1}/{len(todo)} (texts {a}-{b - 1}, {n_kept} rows): {n_tok / el:.0f} tok/s",
+                  file=log, flush=True)
             bar.update(k + 1, f"{n_tok / el:.0f} tok/s")
         if pending is not None:
             pending.result()
+    writer.close()
     seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
     store.finalize(work)
     finalize_seconds = time.perf_counter() - t1
     if work != path:
         publish(work, path)
-    return {"seconds": seconds, "tokens": float(n_tok), "chunks_computed": float(len(todo)),
+    return {"seconds": seconds, "tokens": float(n_tok), "rows": float(shape[0]), "chunks_computed": float(len(todo)),
             "finalize_seconds": finalize_seconds}
 
 
@@ -231,19 +289,11 @@ def publish(work: str | Path, path: str | Path) -> None:
     tmp.rename(path)
 
 
-def gather_shards(shards: Sequence[str | Path], path: str | Path, offsets: Sequence[int]) -> None:
-    """Concatenate complete shard stores (rows starting at ``offsets``) into one store."""
-    first = store.open_store(shards[0])
-    total = int(offsets[-1]) + store.open_store(shards[-1])["rs"].shape[0]
-    per_shard = {"complete", "fingerprint", "fingerprint_parts", "shard_rows", "content_sha256"}
-    attrs = {k: v for k, v in first.attrs.items() if k not in per_shard}
-    g = store.create_store(
-        path, total, list(first["sublayer"][:]), first["rs"].shape[2], first["token_ids"].shape[1],
-        sample_chunk=int(first.attrs["sample_chunk"]), unit_chunk=first["rs"].chunks[2],
-        with_text="text" in first, attrs=attrs,
-    )
-    for sp, off in zip(shards, offsets):
-        store.copy_into(g, store.open_store(sp), off)
+def gather_shards(shards: Sequence[str | Path], path: str | Path) -> None:
+    """Concatenate complete shard stores of consecutive texts into one finalized store
+    (:func:`store.gather`), then remove the shards' resume twins (see :func:`publish`)."""
+    per_shard = ("complete", "fingerprint", "fingerprint_parts", "shard_rows", "content_sha256")
+    store.gather(shards, path, drop_attrs=per_shard)
     store.finalize(path)
     for sp in shards:  # the shards' resume twins (see publish) are no longer needed
         twin = Path(sp).with_name(Path(sp).name + ".partial")

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .capture import ResidualCapture, capture_last_token
+from .capture import ResidualCapture, capture
 from .pca import PCAResult
 from .sublayers import pre_attention_index
 
@@ -60,7 +60,7 @@ def run_edited(model: Any, token_ids: Sequence[int], layer: int, new_rows: np.nd
         return _run_edited_last_token(model, token_ids, layer, edit, len(rows))
     seqs = [list(token_ids)] * len(rows)
     out = np.empty((len(rows), 0))
-    for idx, rs in capture_last_token(model, seqs, max_batch=len(rows), pad_id=pad_id, edits={layer: edit}):
+    for idx, rs in capture(model, seqs, max_batch=len(rows), pad_id=pad_id, edits={layer: edit}):
         out = np.empty((len(rows),) + rs.shape[1:], dtype=np.float32) if out.size == 0 else out
         out[idx] = rs
     return out
@@ -130,7 +130,7 @@ def perturbation_rows(kind: str, layer: int, control: np.ndarray, pca: PCAResult
 
 def control_trajectory(model: Any, token_ids: Sequence[int], pad_id: int = 0) -> np.ndarray:
     """The unperturbed prompt's residual vectors at its last token, ``(2L, D)``."""
-    return next(iter(capture_last_token(model, [list(token_ids)], pad_id=pad_id)))[1][0]
+    return next(iter(capture(model, [list(token_ids)], pad_id=pad_id)))[1][0]
 
 
 def pc_plane_table(Z: np.ndarray, start: int = 0) -> pd.DataFrame:

@@ -1,6 +1,6 @@
 """Findings by token position (beyond the paper): ``results/<model>/figures/findings_by_position.png``.
 
-Reads only the table of :func:`transformer_dynamics.position_analysis.findings_by_bucket`
+Reads only the table of :func:`transformer_dynamics.views.findings_by_bucket`
 and the CAE's per-bucket explained variance.
 """
 

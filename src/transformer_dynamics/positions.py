@@ -2,7 +2,7 @@
 
 Beyond the paper: the paper (§2.1) records the residual stream at the LAST token of each
 text only. With ``extraction.positions`` the workflow also records other positions, in a
-separate position store (:mod:`transformer_dynamics.token_store`):
+position store (the ``positions`` layout of :mod:`transformer_dynamics.store`):
 
 - ``last``: only the last token (the paper; no position store is made),
 - ``all``: every token of every text,

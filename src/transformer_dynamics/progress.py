@@ -69,6 +69,14 @@ class Progress:
             parts.append(note)
         return ", ".join(parts)
 
+    def say(self, text: str) -> None:
+        """One line ``[label] text`` on the terminal (e.g. where a resumed job starts)."""
+        out = self.stream if self.stream is not None else terminal()
+        try:
+            print((f"[{self.label}] " if self.label else "") + text, file=out, flush=True)
+        except (OSError, ValueError):  # terminal closed: progress is best-effort
+            pass
+
     def update(self, done: int, note: str = "", force: bool = False, finished: bool = False) -> None:
         now = time.perf_counter()
         if not (force or finished or done in (1, self.total) or now - self._last >= self.min_interval):

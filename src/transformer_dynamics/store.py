@@ -1,25 +1,45 @@
 """The activation store: a chunked Zarr v3 group that ``xarray.open_zarr`` opens.
 
-Layout (the contract every analysis and every notebook relies on)::
+One format for every token layout (the contract every analysis and every notebook relies on).
+``rs`` holds one row per captured token; the ``layout`` attribute says which:
+
+- ``last`` (the paper, results/<model>/activations/<condition>.zarr): one row per text, its
+  last real token; the row dimension is ``sample``::
 
     rs            float32 (sample, sublayer, unit)  shape (N, 2L, D)
     sample        int64   (sample,)        stable sample ids, same order in every condition
     corpus_index  int64   (sample,)        index of the text in the filtered corpus list
+    n_tokens      int32   (sample,)        tokens of the text, BOS included
+    token_ids     int32   (sample, position)  exactly what the model saw, padded with -1
+    text          str     (sample,)        the original text (original condition only)
+
+- ``positions`` (beyond the paper, results/<model>/positions/<condition>.zarr): one row per
+  kept token; the row dimension is ``token``, the per-text arrays have dimension ``text``::
+
+    rs                 float32 (token, sublayer, unit)  shape (T, 2L, D)
+    sample             int64   (token,)   sample id of the token's text
+    position           int32   (token,)   index of the token in its text (0 = BOS)
+    token_id           int32   (token,)   the token the model saw there
+    is_last            bool    (token,)   the token is the last of its text
+    text_sample, text_corpus_index, text_n_tokens, text_first_row, text   (text,)
+
+and in both::
+
     sublayer      str     (sublayer,)      'L00.attn', 'L00.mlp', 'L01.attn', ...
     layer         int32   (sublayer,)      layer index of each sublayer
     kind          str     (sublayer,)      'attn' (pre-attention) | 'mlp' (pre-MLP)
+    hook          str     (sublayer,)      TransformerLens' name: blocks.3.hook_resid_pre | _mid
     unit          int32   (unit,)
-    token_ids     int32   (sample, position)  exactly what the model saw, padded with -1
-    n_tokens      int32   (sample,)
-    text          str     (sample,)        the original text (original condition only)
-    chunk_done    bool    (sample_chunk,)  extraction progress, one flag per sample chunk
+    chunk_done    bool    (<row>_chunk,)   extraction progress, one flag per row chunk
 
-``rs`` is chunked ``(sample_chunk, 2L, unit_chunk)``: extraction writes whole sample chunks,
-and the per-unit analyses read ``rs[:, :, u0:u1]`` for all samples touching only the chunks
-of their unit block (see docs/store.md for the measurement behind the default sizes). The
-per-sample arrays are chunked by ``sample_chunk`` too, so writing a sample chunk never
-rewrites a whole column (at N=100,000 the texts alone are ~30 MB).
-Values are stored as float32 whatever the model's dtype (the dtype is in the attrs).
+:func:`text_table` and :func:`row_table` read either layout under the same names.
+``rs`` is chunked ``(row_chunk, 2L, unit_chunk)``: extraction writes whole row chunks, and the
+per-unit analyses read ``rs[:, :, u0:u1]`` for all rows touching only the chunks of their unit
+block (see docs/store.md for the measurement behind the default sizes). Everything but ``rs``
+is known before the capture and written when the store is created (:func:`create_store`);
+``rs`` is filled by :class:`RowWriter`. Values are stored as float32 whatever the model's
+dtype (the dtype is in the attrs). ``format_version`` 3; readers refuse older stores with
+the fix (re-extract).
 
 Integrity: every chunk of every array carries a CRC32C checksum (codecs ``zstd`` then
 ``crc32c``), every chunk is written even when it equals the fill value, and the readers here
@@ -47,9 +67,9 @@ import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
-from .sublayers import kinds_of, layers_of, pre_attention_index
+from .sublayers import hook_names, kinds_of, layers_of, pre_attention_index
 
-FORMAT_VERSION = 2  # 2: CRC32C checksum on every chunk, every chunk written
+FORMAT_VERSION = 3  # 2: CRC32C checksum on every chunk; 3: one format for every token layout (attrs layout, row_chunk)
 
 
 class StoreIntegrityError(RuntimeError):
@@ -86,59 +106,191 @@ def _new_array(group: zarr.Group, name: str, data_or_shape: Any, dims: Sequence[
 
 
 def write_axis_coordinates(group: zarr.Group, sublayers: Sequence[str], d_model: int) -> None:
-    """The ``sublayer``, ``layer``, ``kind`` and ``unit`` coordinates every store shares."""
+    """The ``sublayer``, ``layer``, ``kind``, ``hook`` (TransformerLens' name) and ``unit``
+    coordinates every store shares."""
     _new_array(group, "sublayer", np.array(list(sublayers), dtype=str), ("sublayer",), dtype=str)
     _new_array(group, "layer", np.array(layers_of(sublayers), dtype="int32"), ("sublayer",))
     _new_array(group, "kind", np.array(kinds_of(sublayers), dtype=str), ("sublayer",), dtype=str)
+    _new_array(group, "hook", np.array(hook_names(sublayers), dtype=str), ("sublayer",), dtype=str)
     _new_array(group, "unit", np.arange(d_model, dtype="int32"), ("unit",))
+
+
+LAYOUTS = ("last", "positions")
+"""``last``: one row per text, its last token (the paper; row dimension ``sample``);
+``positions``: one row per kept token (beyond the paper; row dimension ``token``)."""
+
+_PER_TEXT = {
+    "last": ("sample", "corpus_index", "n_tokens", "token_ids", "text"),
+    "positions": ("text_sample", "text_corpus_index", "text_n_tokens", "text_first_row", "text"),
+}
+_PER_ROW = {"last": (), "positions": ("sample", "position", "token_id", "is_last")}
+
+
+def row_dim(layout: str) -> str:
+    """The dimension of ``rs``'s rows: ``sample`` (layout ``last``) or ``token`` (``positions``)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown store layout {layout!r}; layouts are {', '.join(LAYOUTS)}")
+    return "sample" if layout == "last" else "token"
+
+
+def text_dim(layout: str) -> str:
+    """The dimension of the per-text arrays: ``sample`` (one row per text) or ``text``."""
+    return "sample" if row_dim(layout) == "sample" else "text"
+
+
+def rows_per_text(keep: Sequence[np.ndarray] | None, n_texts: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(first_row, n_rows)`` of each text: one row each when ``keep`` is None (the last token),
+    else ``len(keep[i])``; a text's rows are contiguous and in text order."""
+    n = np.ones(n_texts, dtype=np.int64) if keep is None else np.array([len(k) for k in keep], dtype=np.int64)
+    first = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)
+    return first, n
+
+
+def layout_arrays(
+    sample_ids: np.ndarray,
+    corpus_index: np.ndarray,
+    token_ids: Sequence[Sequence[int]],
+    keep: Sequence[np.ndarray] | None = None,
+    texts: Sequence[str] | None = None,
+    token_width: int | None = None,
+) -> tuple[str, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``(layout, per-row arrays, per-text arrays)`` of a store of these texts and kept positions.
+
+    Everything but ``rs`` is known before the capture, so :func:`create_store` writes it at
+    once; ``keep=None`` is the paper's last token (layout ``last``).
+    """
+    lengths = np.array([len(t) for t in token_ids], dtype=np.int32)
+    sample_ids = np.asarray(sample_ids, dtype=np.int64)
+    corpus_index = np.asarray(corpus_index, dtype=np.int64)
+    if keep is None:
+        width = int(token_width or lengths.max())
+        tok = np.full((len(token_ids), width), -1, dtype=np.int32)
+        for i, t in enumerate(token_ids):
+            tok[i, : len(t)] = t
+        per_text = {"sample": sample_ids, "corpus_index": corpus_index, "n_tokens": lengths, "token_ids": tok}
+        if texts is not None:
+            per_text["text"] = np.array(list(texts), dtype=str)
+        return "last", {}, per_text
+    keep = [np.asarray(k, dtype=np.int64) for k in keep]
+    first, n_rows = rows_per_text(keep, len(keep))
+    position = np.concatenate(keep).astype(np.int32)
+    per_row = {
+        "sample": np.repeat(sample_ids, n_rows),
+        "position": position,
+        "token_id": np.concatenate([np.asarray(t, dtype=np.int32)[k] for t, k in zip(token_ids, keep)]),
+        "is_last": position == np.repeat(lengths - 1, n_rows),
+    }
+    per_text = {"text_sample": sample_ids, "text_corpus_index": corpus_index, "text_n_tokens": lengths,
+                "text_first_row": first}
+    if texts is not None:
+        per_text["text"] = np.array(list(texts), dtype=str)
+    return "positions", per_row, per_text
 
 
 def create_store(
     path: str | Path,
-    n_samples: int,
     sublayers: Sequence[str],
     d_model: int,
-    max_positions: int,
-    sample_chunk: int = 64,
+    sample_ids: np.ndarray,
+    corpus_index: np.ndarray,
+    token_ids: Sequence[Sequence[int]],
+    keep: Sequence[np.ndarray] | None = None,
+    texts: Sequence[str] | None = None,
+    token_width: int | None = None,
+    row_chunk: int = 100,
     unit_chunk: int = 64,
-    with_text: bool = True,
     attrs: dict[str, Any] | None = None,
 ) -> zarr.Group:
-    """Create an empty store (overwriting ``path``) with every array and coordinate."""
-    with _writing():
-        return _create_store(path, n_samples, sublayers, d_model, max_positions, sample_chunk, unit_chunk,
-                             with_text, attrs)
+    """Create a store (overwriting ``path``) with every array but ``rs`` written.
+
+    ``rs`` is filled row chunk by row chunk (:class:`RowWriter`). ``keep=None``: the last
+    token of each text (layout ``last``), else the positions ``keep[i]`` of text ``i``
+    (layout ``positions``); see the module docstring for both layouts.
+    """
+    layout, per_row, per_text = layout_arrays(sample_ids, corpus_index, token_ids, keep, texts, token_width)
+    return create_from_arrays(path, layout, sublayers, d_model, per_row, per_text, row_chunk, unit_chunk, attrs)
 
 
-def _create_store(
-    path: str | Path, n_samples: int, sublayers: Sequence[str], d_model: int, max_positions: int,
-    sample_chunk: int, unit_chunk: int, with_text: bool, attrs: dict[str, Any] | None,
+def create_from_arrays(
+    path: str | Path,
+    layout: str,
+    sublayers: Sequence[str],
+    d_model: int,
+    per_row: dict[str, np.ndarray],
+    per_text: dict[str, np.ndarray],
+    row_chunk: int,
+    unit_chunk: int,
+    attrs: dict[str, Any] | None = None,
 ) -> zarr.Group:
-    path = Path(path)
-    if path.exists():
-        shutil.rmtree(path)
-    g = zarr.open_group(str(path), mode="w", zarr_format=3)
-    n_sub = len(sublayers)
-    n_chunks = -(-n_samples // sample_chunk)
-    rs = _new_array(
-        g, "rs", (n_samples, n_sub, d_model), ("sample", "sublayer", "unit"),
-        dtype="float32", chunks=(sample_chunk, n_sub, min(unit_chunk, d_model)), fill_value=np.nan,
-    )
-    rs.attrs["coordinates"] = "layer kind"
-    rs.attrs["long_name"] = "residual stream at the last token"
-    _new_array(g, "sample", (n_samples,), ("sample",), dtype="int64", chunks=(sample_chunk,), fill_value=-1)
-    _new_array(g, "corpus_index", (n_samples,), ("sample",), dtype="int64", chunks=(sample_chunk,), fill_value=-1)
-    write_axis_coordinates(g, sublayers, d_model)
-    _new_array(
-        g, "token_ids", (n_samples, max_positions), ("sample", "position"),
-        dtype="int32", chunks=(sample_chunk, max_positions), fill_value=-1,
-    )
-    _new_array(g, "n_tokens", (n_samples,), ("sample",), dtype="int32", chunks=(sample_chunk,), fill_value=0)
-    if with_text:
-        _new_array(g, "text", (n_samples,), ("sample",), dtype=str, chunks=(sample_chunk,))
-    _new_array(g, "chunk_done", (n_chunks,), ("sample_chunk",), dtype="bool", chunks=(n_chunks,), fill_value=False)
-    g.attrs.update({"format_version": FORMAT_VERSION, "sample_chunk": sample_chunk, **(attrs or {})})
-    return g
+    """:func:`create_store` from the arrays of :func:`layout_arrays` (also used by :func:`gather`)."""
+    rdim, tdim = row_dim(layout), text_dim(layout)
+    n_rows = len(per_row["sample"]) if per_row else len(per_text["sample"])
+    with _writing():
+        path = Path(path)
+        if path.exists():
+            shutil.rmtree(path)
+        g = zarr.open_group(str(path), mode="w", zarr_format=3)
+        n_sub = len(sublayers)
+        c = max(1, min(int(row_chunk), n_rows))
+        n_chunks = -(-n_rows // c)
+        rs = _new_array(
+            g, "rs", (n_rows, n_sub, d_model), (rdim, "sublayer", "unit"),
+            dtype="float32", chunks=(c, n_sub, min(unit_chunk, d_model)), fill_value=np.nan,
+        )
+        rs.attrs["coordinates"] = "layer kind hook" if layout == "last" else "sample position token_id layer kind hook"
+        rs.attrs["long_name"] = ("residual stream at the last token" if layout == "last"
+                                 else "residual stream at the captured token positions")
+        for name, data in per_row.items():
+            _new_array(g, name, data, (rdim,), chunks=(c,))
+        write_axis_coordinates(g, sublayers, d_model)
+        for name, data in per_text.items():
+            dims = (tdim, "position") if name == "token_ids" else (tdim,)
+            chunks = ((c,) + data.shape[1:]) if layout == "last" else data.shape
+            kw = {"dtype": str} if name == "text" else {}
+            _new_array(g, name, data, dims, chunks=chunks, **kw)
+        _new_array(g, "chunk_done", (n_chunks,), (f"{rdim}_chunk",), dtype="bool", chunks=(n_chunks,),
+                   fill_value=False)
+        g.attrs.update({"format_version": FORMAT_VERSION, "layout": layout, "row_chunk": c, **(attrs or {})})
+        return g
+
+
+def store_layout(group: zarr.Group) -> str:
+    """The layout of a store (``last`` | ``positions``), refusing a store of an older format."""
+    version = int(group.attrs.get("format_version", 1))
+    if version < FORMAT_VERSION:
+        raise StoreIntegrityError(
+            f"{_store_name(group)}: format_version {version} is older than this package's {FORMAT_VERSION}; "
+            "delete the store and run snakemake again to re-extract it (docs/store.md)"
+        )
+    return str(group.attrs["layout"])
+
+
+def text_table(path_or_group: str | Path | zarr.Group) -> dict[str, np.ndarray]:
+    """The per-text arrays under layout-free names: ``sample``, ``corpus_index``, ``n_tokens``,
+    ``first_row`` (and ``text`` where stored), one entry per text in store order."""
+    g = _as_group(path_or_group)
+    layout = store_layout(g)
+    names = dict(zip(("sample", "corpus_index", "n_tokens", "first_row"), _PER_TEXT["positions"]))
+    if layout == "last":
+        out = {k: np.asarray(checked(g, k)[:]) for k in ("sample", "corpus_index", "n_tokens")}
+        out["first_row"] = np.arange(len(out["sample"]), dtype=np.int64)
+    else:
+        out = {k: np.asarray(checked(g, v)[:]) for k, v in names.items()}
+    if "text" in g:
+        out["text"] = np.asarray(checked(g, "text")[:])
+    return out
+
+
+def row_table(path_or_group: str | Path | zarr.Group) -> dict[str, np.ndarray]:
+    """Per row of ``rs``: ``sample`` (the text's sample id), ``position`` (token index, 0 =
+    BOS), ``token_id`` and ``is_last``, whatever the layout."""
+    g = _as_group(path_or_group)
+    if store_layout(g) == "positions":
+        return {k: np.asarray(checked(g, k)[:]) for k in _PER_ROW["positions"]}
+    n_tokens = np.asarray(checked(g, "n_tokens")[:])
+    tok = np.asarray(checked(g, "token_ids")[:])
+    return {"sample": np.asarray(checked(g, "sample")[:]), "position": (n_tokens - 1).astype(np.int32),
+            "token_id": tok[np.arange(len(tok)), n_tokens - 1], "is_last": np.ones(len(tok), dtype=bool)}
 
 
 def open_store(path: str | Path, mode: str = "r") -> zarr.Group:
@@ -150,51 +302,67 @@ def open_store(path: str | Path, mode: str = "r") -> zarr.Group:
 
 
 def pending_chunks(group: zarr.Group) -> list[int]:
-    """Sample-chunk indices not yet written (the resume point of an interrupted extraction)."""
+    """Row-chunk indices not yet written (the resume point of an interrupted extraction)."""
     done = group["chunk_done"][:]
     return [int(i) for i in np.flatnonzero(~done)]
 
 
-def chunk_bounds(group: zarr.Group, chunk: int) -> tuple[int, int]:
-    """``(start, stop)`` sample rows of sample chunk ``chunk``."""
-    c = int(group.attrs["sample_chunk"])
-    n = group["rs"].shape[0]
-    return chunk * c, min(n, (chunk + 1) * c)
+class RowWriter:
+    """Collects rows of ``rs`` in order and writes them one whole row chunk at a time, marking
+    each chunk done only after it is written (so a crash never marks a partial chunk).
 
+    ``start`` is the first row still to write (a multiple of the chunk size); rows before it
+    that a resumed capture produces again are dropped. Rows may arrive in any grouping: a
+    chunk is written as soon as all its rows are in the buffer.
+    """
 
-def write_chunk(
-    group: zarr.Group,
-    chunk: int,
-    rs: np.ndarray,
-    sample_ids: np.ndarray,
-    corpus_index: np.ndarray,
-    token_ids: Sequence[Sequence[int]],
-    texts: Sequence[str] | None = None,
-) -> None:
-    """Write one whole sample chunk, then mark it done (so a crash never marks a partial chunk)."""
-    with _writing():
-        _write_chunk(group, chunk, rs, sample_ids, corpus_index, token_ids, texts)
+    def __init__(self, group: zarr.Group, start: int = 0) -> None:
+        self.group = group
+        self.c = int(group["rs"].chunks[0])
+        self.T = int(group["rs"].shape[0])
+        if start % self.c and start != self.T:
+            raise ValueError(f"start row {start} is not at a chunk boundary (chunks of {self.c} rows)")
+        self.buf: list[np.ndarray] = []
+        self.buf_start = int(start)
 
+    def add(self, row0: int, rows: np.ndarray) -> list[int]:
+        """Add the rows ``row0 .. row0 + len(rows)``; return the chunks written."""
+        if row0 + len(rows) <= self.buf_start:
+            return []
+        if row0 < self.buf_start:
+            rows = rows[self.buf_start - row0 :]
+            row0 = self.buf_start
+        have = self.buf_start + sum(len(b) for b in self.buf)
+        if row0 != have:
+            raise ValueError(f"rows must arrive in order: expected row {have}, got {row0}")
+        self.buf.append(rows)
+        return self._flush()
 
-def _write_chunk(
-    group: zarr.Group, chunk: int, rs: np.ndarray, sample_ids: np.ndarray, corpus_index: np.ndarray,
-    token_ids: Sequence[Sequence[int]], texts: Sequence[str] | None,
-) -> None:
-    s0, s1 = chunk_bounds(group, chunk)
-    if rs.shape[0] != s1 - s0:
-        raise ValueError(f"chunk {chunk} holds {s1 - s0} samples, got {rs.shape[0]}")
-    width = group["token_ids"].shape[1]
-    tok = np.full((s1 - s0, width), -1, dtype=np.int32)
-    for i, t in enumerate(token_ids):
-        tok[i, : len(t)] = t
-    group["rs"][s0:s1] = rs.astype(np.float32, copy=False)
-    group["token_ids"][s0:s1] = tok
-    group["n_tokens"][s0:s1] = np.array([len(t) for t in token_ids], dtype=np.int32)
-    group["sample"][s0:s1] = sample_ids
-    group["corpus_index"][s0:s1] = corpus_index
-    if texts is not None and "text" in group:
-        group["text"][s0:s1] = np.array(list(texts), dtype=str)
-    group["chunk_done"][chunk] = True
+    def close(self) -> None:
+        """Check that every row up to the end of the store was written."""
+        if self.buf_start != self.T or self.buf:
+            raise RuntimeError(f"{_store_name(self.group)}: rows {self.buf_start}..{self.T - 1} were never captured")
+
+    def _flush(self) -> list[int]:
+        """Write every chunk whose rows are all in the buffer (the last chunk ends at T)."""
+        if not self.buf:
+            return []
+        data = np.concatenate(self.buf, axis=0) if len(self.buf) > 1 else self.buf[0]
+        pos, written = 0, []
+        with _writing():
+            rs, done = self.group["rs"], self.group["chunk_done"]
+            while self.buf_start + pos < self.T:
+                r0 = self.buf_start + pos
+                n = min(self.T, r0 + self.c) - r0
+                if len(data) - pos < n:
+                    break
+                rs[r0 : r0 + n] = data[pos : pos + n].astype(np.float32, copy=False)
+                done[r0 // self.c] = True
+                written.append(r0 // self.c)
+                pos += n
+        self.buf = [data[pos:]] if pos < len(data) else []
+        self.buf_start += pos
+        return written
 
 
 def finalize(path: str | Path) -> None:
@@ -373,7 +541,7 @@ class RowSubset:
 
     ``subset[a:b, ...]`` returns ``rs[rows[a:b], ...]``, reading only the chunks that hold those
     rows, one chunk at a time (memory: the result plus one chunk). Used for the position
-    buckets (:mod:`transformer_dynamics.positions`): a bucket is a row subset of the position
+    buckets (:mod:`transformer_dynamics.views`): a bucket is a row subset of the position
     store, and every analysis runs on it unchanged.
     """
 
@@ -423,16 +591,17 @@ class ActivationStore:
     - :meth:`sublayer`: one sublayer for all samples (e.g. the swap pool at a layer, §2.8);
     - :meth:`sample_reader`: requested samples in chunk order (the CAE, §2.7).
 
-    The observations are the rows of ``rs``: samples in the last-token store, tokens in a
-    position store (:mod:`transformer_dynamics.token_store`). ``rows`` restricts the face to
-    a subset of them (a position bucket): every access pattern then sees only those rows, in
-    order, as if they were the whole store. Row indices of sublayers follow
+    The observations are the rows of ``rs``: samples in a ``last`` store, tokens in a
+    ``positions`` store. ``rows`` restricts the face to a subset of them (a position bucket,
+    :func:`transformer_dynamics.views.open_view`): every access pattern then sees only those
+    rows, in order, as if they were the whole store. Row indices of sublayers follow
     :mod:`transformer_dynamics.sublayers`.
     """
 
     def __init__(self, path_or_group: str | Path | zarr.Group, rows: np.ndarray | None = None) -> None:
         self.group = _as_group(path_or_group)
         self.name = _store_name(self.group)
+        self.layout = store_layout(self.group)
         base = checked(self.group)
         self.rs: Any = base if rows is None else RowSubset(base, rows)
         self.labels: list[str] = [str(s) for s in self.group["sublayer"][:]]
@@ -496,29 +665,41 @@ class ActivationStore:
         return sample_reader(self.rs, self.sample_chunk)
 
 
-def copy_into(dst: zarr.Group, src: zarr.Group, row0: int) -> None:
-    """Copy a complete shard store into ``dst`` starting at sample row ``row0``.
+def gather(shards: Sequence[str | Path], path: str | Path, drop_attrs: Sequence[str] = ()) -> zarr.Group:
+    """Concatenate complete stores of consecutive texts (extraction shards) into one store.
 
-    Both stores must share the sample chunk size and ``row0`` must be a multiple of it, so no
-    two writers ever touch the same chunk (zarr has no locking). Copies one sample chunk at a
-    time: memory is bounded by a chunk whatever N is.
+    The per-row and per-text arrays are concatenated (first rows shifted), ``rs`` is copied
+    one source chunk at a time through a :class:`RowWriter` (memory: about two chunks,
+    whatever N is), so shards need not end on a row-chunk boundary of the result. Attributes
+    are the first shard's, less ``drop_attrs``. The result is not yet finalized.
     """
-    c = int(dst.attrs["sample_chunk"])
-    if int(src.attrs["sample_chunk"]) != c or row0 % c:
-        raise ValueError(f"shard at row {row0} is not aligned to the destination's sample chunks of {c}")
-    if pending_chunks(src):
-        raise RuntimeError(f"shard store has unwritten chunks {pending_chunks(src)}")
-    with _writing():
-        n = src["rs"].shape[0]
-        rs, tok = checked(src, "rs"), checked(src, "token_ids")
-        for s0 in range(0, n, c):
-            s1 = min(n, s0 + c)
-            dst["rs"][row0 + s0 : row0 + s1] = rs[s0:s1]
-            dst["token_ids"][row0 + s0 : row0 + s1] = tok[s0:s1]
-            dst["chunk_done"][(row0 + s0) // c] = True
-        names = ["sample", "corpus_index", "n_tokens"] + (["text"] if "text" in dst and "text" in src else [])
-        for name in names:
-            dst[name][row0 : row0 + n] = checked(src, name)[:]
+    srcs = [open_store(sp) for sp in shards]
+    for sp, src in zip(shards, srcs):
+        if pending_chunks(src):
+            raise RuntimeError(f"shard store {sp} has unwritten chunks {pending_chunks(src)}")
+    first = srcs[0]
+    layout = store_layout(first)
+    per_row = {n: np.concatenate([np.asarray(checked(s, n)[:]) for s in srcs]) for n in _PER_ROW[layout] if n in first}
+    per_text: dict[str, np.ndarray] = {}
+    row0 = np.cumsum([0] + [int(s["rs"].shape[0]) for s in srcs])
+    for n in _PER_TEXT[layout]:
+        if n not in first:
+            continue
+        parts = [np.asarray(checked(s, n)[:]) for s in srcs]
+        if n == "text_first_row":
+            parts = [p + row0[i] for i, p in enumerate(parts)]
+        per_text[n] = np.concatenate(parts)
+    attrs = {k: v for k, v in first.attrs.items() if k not in set(drop_attrs) | {"format_version", "layout", "row_chunk"}}
+    g = create_from_arrays(path, layout, list(first["sublayer"][:]), int(first["rs"].shape[2]), per_row, per_text,
+                           int(first["rs"].chunks[0]), int(first["rs"].chunks[2]), attrs)
+    writer = RowWriter(g)
+    for src, r0 in zip(srcs, row0):
+        rs = checked(src, "rs")
+        c = int(rs.chunks[0])
+        for s0 in range(0, rs.shape[0], c):
+            writer.add(int(r0) + s0, np.asarray(rs[s0 : s0 + c]))
+    writer.close()
+    return g
 
 
 def verify(path_or_group: str | Path | zarr.Group, check_finite: bool = True, workers: int | None = None) -> dict[str, int]:

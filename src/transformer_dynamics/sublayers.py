@@ -62,6 +62,12 @@ def pre_mlp_index(layer: int) -> int:
     return sublayer_index(layer, PRE_MLP)
 
 
+def hook_names(labels: Sequence[str]) -> list[str]:
+    """TransformerLens' names of the capture points: ``L03.attn`` -> ``blocks.3.hook_resid_pre``
+    (the residual entering layer 3), ``L03.mlp`` -> ``blocks.3.hook_resid_mid``."""
+    return [f"blocks.{l}.hook_resid_{'pre' if k == PRE_ATTENTION else 'mid'}" for l, k in map(parse_sublayer, labels)]
+
+
 def n_sublayers(n_layers: int) -> int:
     """Number of capture points of a model with ``n_layers`` layers (2L)."""
     return 2 * int(n_layers)

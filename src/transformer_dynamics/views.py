@@ -1,29 +1,41 @@
-"""The paper's analyses resolved by token position (beyond the paper; §2.2-2.8 per bucket).
+"""Views: the observations an analysis job runs on (§2.2-2.8; position buckets beyond the paper).
 
-A position bucket (:mod:`transformer_dynamics.positions`) is a row subset of the position
-store. :func:`bucket_tables` runs on it, with tokens as observations, exactly the library
-functions the last-token workflow runs on samples: the per-unit statistics (Pearson r, MI,
-means; §2.2, §2.5) and rotations with their nulls (§2.6) over unit blocks, the whole-vector
-statistics (cosine, velocity, magnitude; §2.3-2.4) and the PCA spectra (§2.8). It returns
-the tables :func:`transformer_dynamics.findings.condition_findings` reads, so every finding
-is tested per bucket with the same statistic, interval and null as for the last token.
-The CAE (§2.7) is trained once on the pooled tokens and scored per bucket
-(:func:`cae_by_bucket`).
+A view is the paper's last token of every text (the whole last-token store, ``bucket=None``)
+or one position bucket (:mod:`transformer_dynamics.positions`): a row subset of the position
+store, at most ``cap`` tokens drawn with the seed. :func:`open_view` returns either as an
+:class:`~transformer_dynamics.store.ActivationStore`, so every analysis job (unit-block
+statistics and MI, rotation blocks, vector statistics, PCA) runs on it unchanged, fanned out
+over unit blocks like the paper's. :func:`view_status` says whether a bucket can be analysed
+at all (enough tokens, not one repeated vector).
+
+The findings per bucket reuse :func:`transformer_dynamics.findings.model_findings`
+(:func:`findings_by_bucket`); the CAE (§2.7) is trained once on the pooled tokens and scored
+per bucket (:func:`cae_by_bucket`).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from . import pca, rotations, unit_stats
+from . import store
 from .findings import model_findings
+from .positions import bucket_rows
 from .store import ActivationStore
 
-TABLES = ("units", "means", "transitions", "sublayers", "rotations", "n_pcs", "spectrum")
-"""The tables of one bucket (:func:`bucket_tables`), the inputs of the findings."""
+
+def open_view(path: str | Path, bucket: str | None = None, cap: int | None = None, seed: int = 0) -> ActivationStore:
+    """The observations of a view: every row of the store at ``path`` (``bucket=None``: the
+    last-token store, the paper), or the rows of position bucket ``bucket`` of a position store
+    (at most ``cap``, drawn with ``seed``; :func:`transformer_dynamics.positions.bucket_rows`)."""
+    if bucket is None:
+        return ActivationStore(path)
+    g = store.open_store(path)
+    t = store.row_table(g)
+    return ActivationStore(g, bucket_rows(t["position"], t["is_last"], bucket, cap, seed))
 
 
 def degenerate_reason(acts: ActivationStore, min_tokens: int) -> str | None:
@@ -39,57 +51,11 @@ def degenerate_reason(acts: ActivationStore, min_tokens: int) -> str | None:
     return "every token has the same residual stream (e.g. BOS at position 0: same token, no context)"
 
 
-def bucket_tables(
-    acts: ActivationStore,
-    unit_block: int,
-    mi_grid: int,
-    correlation_pairs: str,
-    rotation: dict[str, Any],
-    n_components: int,
-    memory_mb: int,
-    seed: int,
-) -> dict[str, pd.DataFrame]:
-    """Every table the findings read, for the observations of ``acts`` (one bucket).
-
-    Unit blocks of ``unit_block`` units are read one at a time (memory: one float64
-    ``(n, 2L, unit_block)`` slab, as a unit-block job of the last-token workflow), and the
-    rotation permutations are drawn per block exactly as there, so the ``last`` bucket with
-    every last token reproduces the last-token workflow's tables.
-
-    Parameters
-    ----------
-    rotation : ``n_shuffles``, ``null``, ``trajectory``, ``extra_nulls`` (config ``rotations:``)
-    """
-    from .progress import Progress
-
-    units, means, rot = [], [], []
-    starts = range(0, acts.d_model, unit_block)
-    bar = Progress(len(starts) + 1, "step")
-    for k, u0 in enumerate(starts):
-        u1 = min(acts.d_model, u0 + unit_block)
-        a = acts.units(u0, u1)
-        t = unit_stats.unit_block_tables(a, acts.labels, u0, mi_grid, correlation_pairs)
-        units.append(t["units"])
-        means.append(t["means"])
-        rot.append(rotations.rotation_block_tables(
-            a, u0, rotation["n_shuffles"], rotation["null"], rotation["trajectory"], seed,
-            tuple(rotation["extra_nulls"]))["table"])
-        del a
-        bar.update(k + 1, f"units {u0}-{u1 - 1}: r, MI, rotations")
-    rot_table = pd.concat(rot, ignore_index=True)
-    rotations.add_q_values(rot_table)
-    transitions, sublayers = unit_stats.vector_stats(acts.chunks(), acts.labels)
-    _, p = pca.pca_tables(acts, n_components, memory_mb)
-    bar.update(len(starts) + 1, "vector statistics and PCA", finished=True)
-    return {
-        "units": pd.concat(units, ignore_index=True),
-        "means": pd.concat(means, ignore_index=True),
-        "transitions": transitions,
-        "sublayers": sublayers,
-        "rotations": rot_table,
-        "n_pcs": p["n_pcs"],
-        "spectrum": p["spectrum"],
-    }
+def view_status(path: str | Path, bucket: str, cap: int | None, seed: int, min_tokens: int) -> dict[str, Any]:
+    """``{bucket, n_tokens, analysed, reason}`` of a position bucket (read by every job of the view)."""
+    acts = open_view(path, bucket, cap, seed)
+    reason = degenerate_reason(acts, min_tokens)
+    return {"bucket": bucket, "n_tokens": acts.n_samples, "analysed": reason is None, "reason": reason}
 
 
 def findings_by_bucket(
@@ -156,9 +122,8 @@ def cae_by_bucket(
     """
     from . import autoencoder as cae
     from .positions import BUCKETS, bucket_of
-    from .token_store import token_table
 
-    t = token_table(path)
+    t = store.row_table(path)
     texts = np.unique(t["sample"])
     sp = cae.split_samples(len(texts), settings["split"], seed)
     rng = np.random.default_rng([seed, 5])
