@@ -228,7 +228,7 @@ def _finding(key: str, value: float, th: dict[str, Any], inputs: dict[str, Any],
     """A :class:`Finding` whose claim, statistic text and verdict come from ``RULES[key]``."""
     r = RULES[key]
     kw.setdefault("claim", r.claim)
-    kw.setdefault("statistic", re.sub(r" \(`\w+`\)|`", "", r.statistic.split(";")[0]))
+    kw.setdefault("statistic", re.sub(r" \(`\w+`\)|`", "", re.split(r";(?![^(]*\))", r.statistic)[0]))
     inputs = {k: (float(v) if v is not None else float("nan")) for k, v in inputs.items()}
     return Finding(key=key, value=float(value), verdict=judge(key, inputs, th), rule=rule_text(key, th),
                    inputs=inputs, **kw)
