@@ -11,6 +11,7 @@ rule train_autoencoder:
         codes=f"{RESULTS}/{{model}}/autoencoder/{{condition}}/test_codes.parquet",
         distances=f"{RESULTS}/{{model}}/autoencoder/{{condition}}/distances.parquet",
         explained=f"{RESULTS}/{{model}}/autoencoder/{{condition}}/explained_variance.parquet",
+        diagnostics=f"{RESULTS}/{{model}}/autoencoder/{{condition}}/diagnostics.json",
     log:
         f"{RESULTS}/logs/{{model}}/train_autoencoder/{{condition}}.log",
     benchmark:
@@ -41,6 +42,7 @@ rule figure3:
         codes=rules.train_autoencoder.output.codes,
         distances=rules.train_autoencoder.output.distances,
         explained=rules.train_autoencoder.output.explained,
+        diagnostics=rules.train_autoencoder.output.diagnostics,
     output:
         png=report(
             f"{RESULTS}/{{model}}/figures/fig3_{{condition}}.png",

@@ -39,6 +39,7 @@ rule findings_table:
     input:
         json=expand(rules.findings.output.json, model=MODELS),
         positions=expand(f"{RESULTS}/{{model}}/positions/findings_by_position.csv", model=MODELS) if POSITIONS else [],
+        cae=expand(rules.train_autoencoder.output.diagnostics, model=MODELS, condition=CONDITIONS),
     output:
         md=report(f"{RESULTS}/findings.md", caption="../workflow/report/findings.rst", category="Findings"),
         csv=report(f"{RESULTS}/findings.csv", caption="../workflow/report/findings.rst", category="Findings"),
@@ -55,6 +56,7 @@ rule findings_table:
     params:
         code=code("findings_table.py"),
         models=MODELS,
+        conditions=CONDITIONS,
     script:
         "../scripts/findings_table.py"
 

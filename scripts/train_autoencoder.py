@@ -3,6 +3,8 @@ from transformer_dynamics.rulelog import pin_threads, rule_logging
 
 pin_threads(snakemake)  # first: numpy/torch read the thread settings when they load
 
+import json
+
 import torch
 
 from transformer_dynamics import autoencoder as cae
@@ -20,4 +22,8 @@ with rule_logging(snakemake):
     for name in ("codes", "explained", "distances"):
         tables[name].to_parquet(out[name], index=False)
     torch.save(saved, out.checkpoint)
+    with open(out.diagnostics, "w") as fh:
+        json.dump(tables["diagnostics"], fh, indent=2)
     print(tables["explained"].to_string())
+    d = tables["diagnostics"]
+    print(f"fit diagnostics: {d['status']}" + ("" if d["usable"] else " -- Fig 3 marks this fit as not a result"))

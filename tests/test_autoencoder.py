@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from torch import nn
 
 from transformer_dynamics import autoencoder as cae
@@ -88,7 +89,8 @@ def test_train_and_evaluate_is_the_rule_in_one_call():
     settings = {"k": 3, "d_bottleneck": 2, "split": [0.6, 0.2, 0.2], "lr": 1e-3, "max_epochs": 5, "patience": 3,
                 "batch_size": 16, "scaling": "none"}
     saved, tables = cae.train_and_evaluate(sample_reader(rs, 8), 40, 8, settings, seed=2, extra={"store": "s.zarr"})
-    assert set(tables) == {"curve", "codes", "explained", "distances"}
+    assert set(tables) == {"curve", "codes", "explained", "distances", "diagnostics"}
+    assert tables["diagnostics"]["unconverged"] and "unconverged" in tables["diagnostics"]["status"]  # 5 epochs
     splits = cae.split_samples(40, settings["split"], 2)
     assert saved["splits"] == {k: v.tolist() for k, v in splits.items()} and saved["store"] == "s.zarr"
     assert saved["config"]["k"] == 3 and saved["config"]["seed"] == 2
@@ -109,3 +111,30 @@ def test_cae_in_memory_reader_trains_exactly_as_streaming():
         model, _, curves[name] = cae.train_cae(read, splits, 10, cfg, progress=False)
     pd.testing.assert_frame_equal(curves["stream"].drop(columns="seconds"), curves["memory"].drop(columns="seconds"))
     assert reads["memory"].reads == 1 and reads["stream"].reads > 5 * 8  # one read vs chunks every epoch
+
+
+def test_fit_diagnostics_flag_a_forced_collapse_and_pass_a_good_fit():
+    rs = toy_trajectories()
+    splits = cae.split_samples(60, [0.6, 0.2, 0.2], seed=1)
+    read = sample_reader(ArrayStore(rs), chunk=8)
+    cfg = cae.CAEConfig(k=4, max_epochs=40, patience=8, batch_size=32, seed=3)
+    model, scaler, curve = cae.train_cae(read, splits, 10, cfg, progress=False)
+    base = cae.mean_baseline_loss(read, splits, scaler)
+    codes, _ = cae.encode_and_score(model, scaler, read, splits["test"])
+    good = cae.fit_diagnostics(curve, codes, cfg.max_epochs, cfg.patience, mean_baseline=base)
+    assert good["usable"] and not good["collapsed"] and not good["no_better_than_mean"]
+    assert good["best_val_loss"] < base
+    # force a collapse: the bottleneck's weights to 0, so every vector gets the same code (its bias)
+    with torch.no_grad():
+        model.encoder[-1].weight.zero_()
+    codes, _ = cae.encode_and_score(model, scaler, read, splits["test"])
+    bad = cae.fit_diagnostics(curve, codes, cfg.max_epochs, cfg.patience, mean_baseline=base)
+    assert bad["collapsed"] and not bad["usable"] and bad["status"].startswith("collapsed")
+    # codes that move with depth but not between samples: collapsed over samples
+    depth_only = codes.assign(z1=codes["sublayer_index"] * 1.0, z2=0.5 + 1e-7 * codes["sample"])
+    assert cae.fit_diagnostics(curve, depth_only, cfg.max_epochs, cfg.patience)["collapsed"]
+    # a loss spike, a validation loss no better than the mean, training still improving at max_epochs
+    spiky = curve.assign(train_loss=[*curve["train_loss"][:5], 10 * curve["train_loss"].max(),
+                                     *curve["train_loss"][6:]])
+    d = cae.fit_diagnostics(spiky, codes, int(curve["epoch"].max()), 100, mean_baseline=0.0)
+    assert d["loss_spikes"] == [6] and d["no_better_than_mean"] and d["unconverged"]

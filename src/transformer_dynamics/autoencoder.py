@@ -19,6 +19,12 @@ training vectors); ``unit`` z-scores each unit with training-set statistics. On 
 ``none`` and ``unit`` reach a flattened explained variance of 0.8-0.9 in 15 epochs while
 ``global`` stalls early (docs/results.md). Explained variance is always reported in the
 original space.
+
+Fit diagnostics (:func:`fit_diagnostics`, written beside the tables as diagnostics.json):
+a *collapsed* fit (the bottleneck codes barely vary over samples), a fit *no better than
+predicting the training mean vector*, one stopped by ``max_epochs`` while still improving
+(*unconverged*), and loss spikes. Fig 3 and the findings table mark a fit that is not
+usable instead of drawing it as a result.
 """
 
 from __future__ import annotations
@@ -297,6 +303,79 @@ def bottleneck_distances(codes: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"transition": np.arange(d.shape[1]), "distance_mean": d.mean(0), "distance_sd": d.std(0, ddof=1) if d.shape[0] > 1 else 0.0})
 
 
+def mean_baseline_loss(read: ChunkReader, splits: dict[str, np.ndarray], scaler: Scaler) -> float:
+    """Validation MSE per value (scaled space, as ``val_loss``) of predicting every vector by the
+    training mean vector: the loss of a CAE that has learned nothing about its input."""
+    s1, n = 0.0, 0
+    for _, b in read(splits["train"]):
+        X = scaler.forward(b.reshape(-1, b.shape[-1])).astype(np.float64)
+        s1, n = s1 + X.sum(0), n + X.shape[0]
+    mu = s1 / n
+    sse, m = 0.0, 0
+    for _, b in read(splits["validation"]):
+        X = scaler.forward(b.reshape(-1, b.shape[-1])).astype(np.float64)
+        sse, m = sse + float(((X - mu) ** 2).sum()), m + X.size
+    return sse / m
+
+
+def fit_diagnostics(curve: pd.DataFrame, codes: pd.DataFrame, max_epochs: int, patience: int,
+                    collapse_floor: float = 0.01, spike_factor: float = 2.0,
+                    mean_baseline: float | None = None) -> dict[str, Any]:
+    """Whether a CAE fit can be read as a result (Fig 3).
+
+    - ``sample_spread``: per sublayer, the spread of the test codes over samples
+      (sqrt of the summed variances of the bottleneck units); the median over sublayers.
+      ``total_spread``: the same over all test vectors (samples and sublayers); ``code_rms``.
+      **collapsed** when ``sample_spread < collapse_floor * total_spread`` or
+      ``total_spread < collapse_floor * code_rms``: the codes are (nearly) the same for every
+      sample, or for every vector, so the trajectories of Fig 3B-C show the network, not the data.
+    - **no better than the mean**: best validation loss >= ``mean_baseline`` (predicting
+      every vector by the training mean, :func:`mean_baseline_loss`).
+    - **unconverged**: training ran all ``max_epochs`` and the kept epoch is among the last
+      ``patience`` ones (validation loss still falling).
+    - ``loss_spikes``: epochs whose training loss exceeds ``spike_factor`` times the lowest
+      training loss before them.
+
+    ``status``: ``ok``, or the problems joined by ``; ``; ``usable``: neither collapsed nor
+    no better than the mean.
+    """
+    zcols = [c for c in codes.columns if c.startswith("z")]
+    Z = codes[zcols].to_numpy(dtype=np.float64)
+    per_sub = codes.groupby("sublayer_index")[zcols].var(ddof=0).sum(axis=1) ** 0.5
+    sample_spread = float(per_sub.median())
+    total_spread = float(np.sqrt(Z.var(axis=0).sum()))
+    rms = float(np.sqrt((Z**2).sum(axis=1).mean()))
+    collapsed = bool(sample_spread < collapse_floor * total_spread or total_spread < collapse_floor * rms)
+    tl = curve["train_loss"].to_numpy(dtype=float)
+    spikes = [int(e) for e, x, lo in zip(curve["epoch"].iloc[1:], tl[1:], np.minimum.accumulate(tl)[:-1])
+              if x > spike_factor * lo]
+    best_i = int(np.nanargmin(curve["val_loss"].to_numpy(dtype=float)))
+    best_epoch, best_val = int(curve["epoch"].iloc[best_i]), float(curve["val_loss"].iloc[best_i])
+    ran = int(curve["epoch"].max())
+    unconverged = bool(ran >= max_epochs and best_epoch > ran - patience)
+    no_better = bool(mean_baseline is not None and best_val >= mean_baseline)
+    problems = []
+    if collapsed:
+        problems.append(f"collapsed: bottleneck spread over samples {sample_spread:.2g} < {collapse_floor:g} x "
+                        f"spread over all vectors {total_spread:.2g}" if sample_spread < collapse_floor * total_spread
+                        else f"collapsed: bottleneck spread {total_spread:.2g} < {collapse_floor:g} x its RMS {rms:.2g}")
+    if no_better:
+        problems.append(f"validation loss {best_val:.3g} no better than predicting the mean vector ({mean_baseline:.3g})")
+    if unconverged:
+        problems.append(f"unconverged: validation loss still falling at epoch {ran} (max_epochs)")
+    if spikes:
+        problems.append("training-loss spikes at epoch " + ", ".join(map(str, spikes)))
+    return {
+        "status": "; ".join(problems) if problems else "ok",
+        "usable": not (collapsed or no_better),
+        "collapsed": collapsed, "no_better_than_mean": no_better, "unconverged": unconverged,
+        "loss_spikes": spikes, "sample_spread": sample_spread, "total_spread": total_spread, "code_rms": rms,
+        "collapse_floor": collapse_floor, "spike_factor": spike_factor, "best_epoch": best_epoch,
+        "best_val_loss": best_val, "mean_baseline_val_loss": mean_baseline, "epochs_run": ran,
+        "max_epochs": max_epochs, "patience": patience,
+    }
+
+
 def checkpoint(model: CompressingAutoencoder, scaler: Scaler, cfg: CAEConfig, extra: dict[str, Any]) -> dict[str, Any]:
     """Everything needed to rebuild the model: weights, widths, scaler, config."""
     return {"state_dict": model.state_dict(), "widths": model.widths, "scaler": scaler.state(),
@@ -332,12 +411,16 @@ def train_and_evaluate(
     -------
     The checkpoint (:func:`checkpoint`, with the splits) and the tables ``curve`` (training
     curve), ``codes`` (test-set bottleneck codes), ``explained`` (explained variance per
-    sublayer) and ``distances`` (:func:`bottleneck_distances`).
+    sublayer) and ``distances`` (:func:`bottleneck_distances`), and ``diagnostics``
+    (:func:`fit_diagnostics`, a dict).
     """
     cfg = cae_config(settings, seed)
     splits = split_samples(n_samples, settings["split"], seed)
     model, scaler, curve = train_cae(read, splits, d_model, cfg, device)
     codes, explained = encode_and_score(model, scaler, read, splits["test"], device)
     tables = {"curve": curve, "codes": codes, "explained": explained, "distances": bottleneck_distances(codes)}
+    diag = fit_diagnostics(curve, codes, cfg.max_epochs, cfg.patience, settings.get("collapse_floor", 0.01),
+                           settings.get("spike_factor", 2.0), mean_baseline_loss(read, splits, scaler))
+    tables["diagnostics"] = diag
     saved = checkpoint(model.cpu(), scaler, cfg, {"splits": {k: v.tolist() for k, v in splits.items()}, **(extra or {})})
     return saved, tables

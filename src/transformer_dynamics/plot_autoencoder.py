@@ -1,9 +1,15 @@
 """Figure 3: the compressing autoencoder's bottleneck trajectories (§2.7, Fig 3).
 
-Reads only the autoencoder's tables (``autoencoder/<condition>/``).
+Reads only the autoencoder's tables (``autoencoder/<condition>/``) and its fit diagnostics
+(:func:`transformer_dynamics.autoencoder.fit_diagnostics`): a fit that is not usable
+(collapsed, or no better than the mean vector) has panels B-D greyed and stamped "not a
+result"; an unconverged fit or loss spikes are marked in panel A and the title.
 """
 
 from __future__ import annotations
+
+import textwrap
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,20 +17,42 @@ import pandas as pd
 from .plotting import depth_line, layer_ticks, plt
 
 
+def _stamp(ax: plt.Axes, text: str) -> None:
+    """Grey a panel's data and write across it why it is not a result."""
+    for art in list(ax.lines) + list(ax.collections):
+        art.set_alpha(0.15)
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=8, color="#d62728",
+            wrap=True, bbox=dict(boxstyle="round", fc="white", ec="#d62728", alpha=0.9), zorder=10)
+
+
 def figure3(curve: pd.DataFrame, codes: pd.DataFrame, distances: pd.DataFrame, explained: pd.DataFrame,
-            title: str, n_faint: int = 200) -> plt.Figure:
-    """Figure 3: CAE training curve, bottleneck trajectories (B), distances (C), explained variance (D)."""
+            title: str, n_faint: int = 200, diagnostics: dict[str, Any] | None = None) -> plt.Figure:
+    """Figure 3: CAE training curve, bottleneck trajectories (B), distances (C), explained variance (D).
+
+    ``diagnostics``: :func:`~transformer_dynamics.autoencoder.fit_diagnostics` of the fit;
+    when it is not ``usable``, B-D are stamped "not a result".
+    """
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.6), constrained_layout=True)
+    diag = diagnostics or {}
     ax = axes[0]
     ax.plot(curve["epoch"], curve["train_loss"], label="train")
     ax.plot(curve["epoch"], curve["val_loss"], label="validation")
     best = curve.loc[curve["val_loss"].idxmin()]
     ax.axvline(best["epoch"], color="k", ls=":", lw=1, label=f"kept: epoch {int(best['epoch'])}")
-    ax.set_yscale("log")
+    if diag.get("mean_baseline_val_loss") is not None:
+        ax.axhline(diag["mean_baseline_val_loss"], color="0.5", ls="--", lw=1, label="predict the mean vector")
+    for e in diag.get("loss_spikes", []):
+        ax.plot(e, float(curve.loc[curve["epoch"] == e, "train_loss"].iloc[0]), "v", color="#d62728", ms=5,
+                label="loss spike" if e == diag["loss_spikes"][0] else None)
+    losses = np.concatenate([curve["train_loss"], curve["val_loss"]])
+    losses = losses[np.isfinite(losses) & (losses > 0)]
+    # log scale only when the losses span a decade: a narrower range leaves one tick or none
+    if len(losses) and losses.max() / losses.min() >= 10:
+        ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("MSE per value (training inputs)")
-    ax.legend()
-    ax.set_title("A  CAE training")
+    ax.legend(fontsize=6)
+    ax.set_title("A  CAE training" + ("\n(unconverged: still improving at max_epochs)" if diag.get("unconverged") else ""))
 
     ax = axes[1]
     S = int(codes["sublayer_index"].max()) + 1
@@ -69,5 +97,12 @@ def figure3(curve: pd.DataFrame, codes: pd.DataFrame, distances: pd.DataFrame, e
     ax.set_ylabel("explained variance (test set)")
     ax.set_ylim(min(0, max(floor, np.nanmin(y))) - 0.05, 1.02)
     ax.set_title("D  reconstruction per sublayer")
-    fig.suptitle(title, fontsize=10)
+    if diag and not diag.get("usable", True):
+        why = "\n".join(textwrap.wrap(diag.get("status", ""), 40))
+        for ax in axes[1:]:
+            _stamp(ax, f"NOT A RESULT\n{why}")
+        title += " -- fit not usable: " + diag.get("status", "")
+    elif diag.get("status", "ok") != "ok":
+        title += " -- fit diagnostics: " + diag["status"]
+    fig.suptitle("\n".join(textwrap.wrap(title, 170)), fontsize=10)
     return fig

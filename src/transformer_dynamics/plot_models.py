@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .plotting import plt
+from .plotting import log_if_wide, plt
 
 
 def figure_compare_models(tables: dict[str, dict[str, pd.DataFrame]]) -> plt.Figure:
@@ -41,7 +41,7 @@ def figure_compare_models(tables: dict[str, dict[str, pd.DataFrame]]) -> plt.Fig
     axes[0].set_ylabel("median Pearson r (successive sublayers)")
     axes[1].set_ylabel("mean MI (nats)")
     axes[2].set_ylabel("velocity / its maximum")
-    axes[2].set_yscale("log")
+    log_if_wide(axes[2])
     axes[3].set_ylabel("density over units")
     axes[3].set_xlabel("|R| (turns)")
     axes[4].set_ylabel("PCs for 90 % of a sublayer's variance")

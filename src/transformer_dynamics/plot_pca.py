@@ -89,7 +89,7 @@ def figure4(traj: pd.DataFrame, spectrum: pd.DataFrame, spectra: pd.DataFrame, n
         starts = d[d["sublayer_index"] == pre_attention_index(layer)][["pc1", "pc2"]].to_numpy()
         ax.scatter(starts[:, 0], starts[:, 1], s=3, color="k", zorder=3)
         ax.set_xlabel("PC1")
-        ax.set_ylabel("PC2" if j == 0 else "")
+        ax.set_ylabel("PC2")
         paper = paper_layer(layer, n_layers)
         ax.set_title(f"D  teleport at layer {layer} of {n_layers}\n(≙ paper's layer {paper} of 32)")
         if j == 0:
@@ -105,7 +105,7 @@ def figure_perturbation_kinds(metrics: pd.DataFrame, title: str) -> plt.Figure:
     layers = sorted(metrics["layer"].unique())
     cmap = plt.get_cmap("plasma")
     for j, kind in enumerate(kinds):
-        for i, (col, lab) in enumerate((("mse_full", "MSE to control (per dim)"), ("var_full", "variance across runs (per dim)"))):
+        for i, (col, lab) in enumerate((("mse_full", "MSE to control"), ("var_full", "variance across runs"))):
             ax = axes[i, j]
             for k, layer in enumerate(layers):
                 d = metrics[(metrics["kind"] == kind) & (metrics["layer"] == layer)]
@@ -116,7 +116,7 @@ def figure_perturbation_kinds(metrics: pd.DataFrame, title: str) -> plt.Figure:
                         marker="o", ms=3 if len(d) <= 3 else 0, label=f"layer {layer}")
             ax.set_yscale("log")
             ax.set_xlabel("sublayers after the perturbation")
-            ax.set_ylabel(lab + " / control mean square")
+            ax.set_ylabel(f"{lab} per dim\n/ control mean square")  # two short lines: clear of the panel to the left
             ax.set_title(f"{kind}: {'distance to control' if i == 0 else 'spread of perturbed runs'}")
             if i == 0 and j == 0:
                 ax.legend()

@@ -55,11 +55,12 @@ def figure2(
     ax.hist(null_sample["R_null"], bins=bins, density=True, color="#7f7f7f", alpha=0.6,
             label=f"null: {null} shuffles")
     ax.hist(rot["R"], bins=bins, density=True, color="#2ca02c", alpha=0.6, label="observed units")
-    ax.axvline(rot["R"].mean(), color="#2ca02c", lw=1.5, ls="--")
-    ax.axvline(null_sample["R_null"].mean(), color="#555555", lw=1.5, ls="--")
+    ax.axvline(rot["R"].mean(), color="#2ca02c", lw=1.5, ls="--", label="observed mean")
+    ax.axvline(null_sample["R_null"].mean(), color="#555555", lw=1.5, ls="--", label="null mean")
     ax.set_xlabel("rotations R (turns; < 0 = clockwise)")
     ax.set_ylabel("density over units")
-    ax.legend(loc="upper right", fontsize=6)
+    # below the panel: inside it, any corner can sit on a histogram or a mean's dashed line
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=6, ncol=2, frameon=False)
     # the histogram is signed R, so the title states signed means (|R| in brackets)
     ax.set_title(f"B  mean R = {rot['R'].mean():.2f} vs null {rot['null_mean'].mean():.2f}\n"
                  f"(mean |R| {rot['abs_R'].mean():.2f} vs {rot['null_abs_mean'].mean():.2f})")
@@ -82,7 +83,8 @@ def figure2(
     ax.set_xlim(-1, len(r))
     ax.set_xlabel(f"unit (sorted by observed R; {len(r)} units)")
     ax.set_ylabel("rotations R (turns)")
-    ax.legend(loc="upper left", fontsize=7, markerscale=4, ncol=2)
+    # beside the panel, not over the null band or the units' points
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, markerscale=4, ncol=1, frameon=False)
     ax.set_title("C  rotations of every unit and its controls")
     fig.suptitle(title, fontsize=10)
     return fig

@@ -80,24 +80,25 @@ def figure1(
     ax.plot(xs, smooth.mean(axis=0), color="#ff7f0e", lw=2, label="mean over units")
     ax.plot([], [], color="k", lw=0.5, label=f"one unit (smoothed, sd {1.5 * bw:.3g} in r)")
     D = pd.DataFrame(smooth)
-    ax.set_xlim(0, 1)
+    # from the lowest r any unit has (negative r included), not from 0
+    has = (dens > 0).any(axis=0)
+    r_min = float(rdist.loc[rdist["density"] > 0, "bin_lo"].min()) if has.any() else 0.0
+    ax.set_xlim(min(0.0, np.floor(r_min * 10) / 10), 1)
     ax.set_ylim(0, np.nanpercentile(D.to_numpy(), 99.5) * 1.05 + 1e-9)
     ax.set_xlabel("Pearson r")
     ax.set_ylabel("density over a unit's transitions")
-    ax.legend(loc="upper left")
+    ax.legend(loc="best")  # the density sits at high r; with negative r shown, upper left is not always free
     ax.set_title("D  per-unit distribution of correlations")
 
     # E: cosine similarity
     ax = axes[0, 3]
     _by_type(ax, transitions, "cosine", "cosine similarity (mean, IQR)")
-    ax.legend(loc="lower right")
     ax.set_title("E  cosine similarity of successive RS vectors")
 
     # F: velocity
     ax = axes[1, 0]
     _by_type(ax, transitions, "velocity", "velocity ||h(l+1) - h(l)|| (mean, IQR)")
     ax.set_yscale("log")
-    ax.legend(loc="upper left")
     ax.set_title("F  velocity")
 
     # F': magnitude per sublayer
@@ -110,7 +111,7 @@ def figure1(
     ax.set_xlabel("layer")
     layer_ticks(ax, S)
     ax.set_ylabel("||h|| (mean, IQR)")
-    ax.legend(loc="upper left")
+    ax.legend(loc="best")
     ax.set_title("F'  activation magnitude")
 
     # G: MI per unit per transition
@@ -135,7 +136,12 @@ def figure1(
     ax.set_xlabel("transition (source layer)")
     layer_ticks(ax, S)
     ax.set_ylabel("MI (nats; mean over units, IQR)")
-    ax.legend(loc="upper right")
     ax.set_title("H  mean mutual information")
+    # one legend for the transition types of E, F and H, below the panels: inside them it
+    # covers the IQR bands wherever it goes
+    handles = [plt.Line2D([], [], color=TYPE_COLORS[t], marker="o", ms=2.5, lw=1, label=TYPE_LABELS[t])
+               for t in ("within", "cross")]
+    handles.append(plt.Rectangle((0, 0), 1, 1, color="0.5", alpha=0.3, lw=0, label="interquartile range over samples"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False, title="E, F, H:")
     fig.suptitle(title, fontsize=10)
     return fig

@@ -68,3 +68,11 @@ def depth_line(ax: plt.Axes, x: np.ndarray, y: np.ndarray, cmap: str = "viridis"
     lc.set_array(np.linspace(0, 1, len(pts) - 1))
     ax.add_collection(lc)
     return lc
+
+
+def log_if_wide(ax: plt.Axes, axis: str = "y") -> None:
+    """Log scale on ``axis`` only when its data span a decade or more; a narrower log axis shows
+    one major tick label or none."""
+    lo, hi = ax.get_ylim() if axis == "y" else ax.get_xlim()
+    if lo > 0 and hi / lo >= 10:
+        (ax.set_yscale if axis == "y" else ax.set_xscale)("log")

@@ -16,10 +16,10 @@ no non-zero step has R = 0.
 
 Nulls (``null`` argument), each with ``n_shuffles`` seeded permutations per unit:
 
-``points`` (METHODS.md (b), default)
+``points`` (docs/methods.md (b), default)
     permute the phase-space points (x_l, y_l) jointly, then recompute tangents and R.
     Mean R ~ 0, matching the paper's "~0 for the shuffle controls".
-``activations`` (METHODS.md (a))
+``activations`` (docs/methods.md (a))
     permute a, then recompute the gradient and R. White-noise-like sequences rotate *more*
     than smooth ones (R ~ -15 for 64 sublayers), so this null is far from 0.
 ``increments``
