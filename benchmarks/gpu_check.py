@@ -9,7 +9,7 @@ smoke test). Prints, all measured in this run on this machine:
 1. Correctness: tiny random models of several architectures captured on the device in
    float32, bfloat16 and float16 against float32 captures of the same weights on the CPU.
    Per-sublayer relative error (worst sample's error norm over the mean float32 norm) in
-   units of the dtype's unit roundoff u, with the bounds of tests/test_half_precision.py
+   units of the dtype's unit roundoff u, with the bounds of tests/unit/test_half_precision.py
    (first sublayer <= 2u, every sublayer <= 8u; float32 on the device <= 1e-5). The hook
    capture is also compared with HF ``output_hidden_states`` run on the device.
 2. The 8B-shaped random-init model in bfloat16 on the device: load (initialisation) time

@@ -35,21 +35,14 @@ def make_tiny_local_model(path: Path, seed: int = 0, hidden: int = 48, layers: i
     return path
 
 
+TINY_CONFIG = Path(__file__).resolve().parent / "workflow" / "tiny.yaml"
+
+
 def tiny_config(model_dir: Path, **over) -> dict:
-    cfg = {
-        "models": {"tiny": {"source": str(model_dir), "dtype": "float32", "device": "cpu"}},
-        "corpus": {"source": "wiki-offline", "min_chars": 100, "max_chars": 500},
-        "n_samples": 24,
-        "conditions": ["original", "shuffled"],
-        "seed": 0,
-        "batch_size": "auto",
-        "extraction": {"shard_size": 16, "sample_chunk": 8, "unit_chunk": 16},
-        "analysis": {"unit_block": 16},
-        "rotations": {"n_shuffles": 50},
-        "autoencoder": {"max_epochs": 4, "patience": 2, "k": 4},
-        "perturbations": {"grid": 3, "n_random": 4},
-        "pca": {"n_components": 10},
-    }
+    """tests/workflow/tiny.yaml with the tiny model's directory as its source; keyword
+    arguments replace top-level keys."""
+    cfg = yaml.safe_load(TINY_CONFIG.read_text())
+    cfg["models"]["tiny"]["source"] = str(model_dir)
     for k, v in over.items():
         cfg[k] = v
     return cfg

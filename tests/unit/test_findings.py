@@ -15,7 +15,7 @@ from transformer_dynamics import findings as F
 from transformer_dynamics.sublayers import sublayer_labels
 from transformer_dynamics.unit_stats import transition_table
 
-SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml"
 # the thresholds' defaults live in the schema only
 DEFAULTS = {k: v["default"] for k, v in yaml.safe_load(SCHEMA.read_text())["properties"]["findings"]["properties"].items()}
 TH = {**DEFAULTS, "n_boot": 200}
@@ -137,7 +137,7 @@ def test_each_condition_is_tested_as_primary_with_the_other_as_its_control():
     assert F.findings_key("original") == "findings" and F.findings_key("shuffled") == "findings_shuffled"
 
 
-DOCS = Path(__file__).resolve().parents[1] / "docs/findings.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs/findings.md"
 
 
 def test_docs_rules_table_is_the_codes_rules():

