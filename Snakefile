@@ -28,10 +28,10 @@ onstart:
         cores = int(workflow.cores)
     except Exception:  # no --cores (e.g. a cluster executor)
         cores = 2
-    print(runtime_estimate_message(cores), file=sys.stderr)
+    print(PLAN.runtime_estimate_message(cores), file=sys.stderr)
 
 
 rule all:
     default_target: True
     input:
-        all_targets(),
+        PLAN.all_targets(),

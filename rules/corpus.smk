@@ -3,7 +3,7 @@
 
 rule filter_corpus:
     input:
-        corpus=corpus_files(),
+        corpus=PLAN.corpus_files(),
     output:
         samples=f"{RESULTS}/corpus/samples.parquet",
         meta=f"{RESULTS}/corpus/corpus.json",

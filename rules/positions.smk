@@ -65,7 +65,7 @@ rule position_autoencoder:
     params:
         code=code("position_autoencoder.py"),
         cae=config["autoencoder"],
-        cap=bucket_cap(),
+        cap=PLAN.bucket_cap(),
         seed=config["seed"],
     script:
         "../scripts/position_autoencoder.py"
@@ -95,7 +95,7 @@ rule position_findings:
         buckets=config["positions"]["buckets"],
         tables=list(POSITION_TABLES),
         thresholds=config["findings"],
-        n_components=bucket_n_components,
+        n_components=bucket_view_components,
         seed=config["seed"],
     script:
         "../scripts/position_findings.py"

@@ -706,12 +706,3 @@ def spec_parameters(spec: dict[str, Any]) -> int:
         if not _has_tokenizer(Path(arch).parent):  # paired with the embedded tokenizer
             vocab = model_config("embedded")["vocab_size"]
     return estimate_parameters(shape, vocab)
-
-
-def job_memory_mb(spec: dict[str, Any], base_mb: int = 1500, factor: float = 1.15) -> int:
-    """Memory request of a job that holds the model: ``factor`` x the weights in their dtype
-    plus ``base_mb`` for the interpreter, torch, transformers and activations (measured in
-    docs/scale.md: peak RSS of extraction and perturbation jobs). ``spec`` has the schema's
-    defaults filled in (its ``dtype``)."""
-    bytes_per = torch.finfo(DTYPES[spec["dtype"]]).bits // 8
-    return int(base_mb + factor * spec_parameters(spec) * bytes_per / 1e6)

@@ -1,5 +1,7 @@
 """One-line progress with an ETA for long loops (extraction chunks, CAE epochs, perturbations).
 
+(The onstart estimate of a whole run is :func:`transformer_dynamics.jobs.estimate_runtime`.)
+
 The line goes to a *terminal* stream, separate from the detailed log: in a Snakemake job,
 :func:`transformer_dynamics.rulelog.rule_logging` sends stdout/stderr to the job's log and
 points the terminal stream at the job's original stderr, which Snakemake shows. Outside a
@@ -87,65 +89,3 @@ class Progress:
             print(self.line(done, note, finished), file=out, flush=True)
         except (OSError, ValueError):  # terminal closed: progress is best-effort
             pass
-
-
-def estimate_runtime(
-    n_layers: int,
-    d_model: int,
-    n_samples: int,
-    n_conditions: int = 2,
-    n_shuffles: int = 1000,
-    unit_block: int = 64,
-    max_epochs: int = 100,
-    perturb_runs: int = 1500,
-    tokens_per_sample: float = 77.0,
-    tok_per_s: float | None = None,
-    cores: int = 2,
-    position_buckets: int = 0,
-    position_cap: int | None = None,
-) -> dict[str, float]:
-    """Rough wall-clock seconds of a from-scratch run of one model, per stage, on an idle CPU.
-
-    Calibrated on SmolLM2-135M (30 layers, D = 576) on a 2-core machine (the per-rule times of
-    the runs in docs/speed.md and docs/positions.md, 2026-11); the cost of each
-    stage is scaled by the quantity it grows with (tokens x parameters for the model passes,
-    samples x sublayers x units for the analyses). ``tok_per_s`` is the extraction
-    throughput measured in an earlier run (the extraction logs print it); without it, a
-    throughput that falls with the model's size is assumed. ``position_buckets`` > 0 adds the
-    position-resolved stages (a second extraction, one analysis job per bucket on at most
-    ``position_cap`` tokens, the pooled-token CAE; docs/positions.md). Returns seconds per
-    stage and ``total``; a busy machine takes longer.
-    """
-    S = 2 * n_layers
-    params_m = max(1.0, (12 * n_layers * d_model**2 + 2 * 49_152 * d_model) / 1e6)
-    # tokens per second with 2 idle cores: SmolLM2 float32 ran at 650 tok/s (2-core AMD EPYC, 2026-11)
-    rate = tok_per_s if tok_per_s else 850.0 * 135.0 / params_m
-    scale_cores = max(1, cores) / 2
-    units = S * d_model / (60 * 576)  # sublayers x units relative to SmolLM2
-    blocks = -(-d_model // unit_block)
-    per_job = 3.0  # interpreter start and imports, per job
-    n = n_samples / 100
-    est = {
-        "extraction": n_conditions * n_samples * tokens_per_sample / rate,
-        "unit statistics and MI": n_conditions * (blocks * (per_job + 0.4 * n * S / 60 * unit_block / 64)),
-        "rotations": n_conditions * blocks * (per_job + 0.1 * n_shuffles / 200 * S / 60 * unit_block / 64),
-        "PCA": n_conditions * (per_job + 0.5 * n * units * d_model / 576),
-        # 1 thread per condition (rules/autoencoder.smk), 2.4 s/epoch at N = 1000
-        "autoencoder": n_conditions * min(max_epochs, 60) * (0.4 + 2.0 * n * units / 10),
-        "perturbations": n_conditions * perturb_runs * 3 / rate,
-        "figures and tables": n_conditions * 6 * per_job + 3 * per_job,
-    }
-    if position_buckets:
-        nc = (position_cap or n_samples) / 100
-        est["position extraction"] = est["extraction"]
-        est["position buckets"] = n_conditions * position_buckets * (
-            per_job + blocks * (0.4 * nc * S / 60 * unit_block / 64 + 0.1 * n_shuffles / 200 * S / 60 * unit_block / 64)
-            + 0.5 * nc * units * d_model / 576)
-        est["position autoencoder"] = n_conditions * max_epochs * (1.0 + 2.0 * nc * units / 10)
-    # extraction and perturbations use every core already; the many small single-threaded
-    # jobs share the cores, and the conditions' autoencoders (1 thread each) run side by side
-    parallel = {"unit statistics and MI", "rotations", "PCA", "figures and tables", "position buckets"}
-    out = {k: (v / max(1, cores) if k in parallel else v / max(1.0, scale_cores ** 0.7)) for k, v in est.items()}
-    out["autoencoder"] = est["autoencoder"] / max(1, min(cores, n_conditions))
-    out["total"] = sum(out.values())
-    return out

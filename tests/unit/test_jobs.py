@@ -1,0 +1,82 @@
+"""What a config runs and what each job costs, asked directly of transformer_dynamics.jobs
+(no snakemake -n): the fan-out, the views, the memory requests, the config checks."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from transformer_dynamics import jobs
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+
+
+def filled(*files, **over):
+    """config.yaml (+ files) with the schema's defaults, as the workflow sees it."""
+    from snakemake.utils import validate
+
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    for f in files:
+        for k, v in yaml.safe_load((REPO / f).read_text()).items():
+            cfg[k] = {**cfg.get(k, {}), **v} if isinstance(v, dict) else v
+    cfg.update(over)
+    validate(cfg, str(REPO / "workflow/schemas/config.schema.yaml"), set_default=True)
+    return cfg
+
+
+def test_default_fan_out_and_views():
+    plan = jobs.Plan(filled(), dims={"smollm2-135m": (30, 576)})
+    assert plan.unit_blocks("smollm2-135m") == [f"{b:03d}" for b in range(9)]
+    assert plan.unit_range("smollm2-135m", "008") == (512, 576)
+    assert plan.shards() == ["000"] and plan.shard_rows("000") == (0, 1000)
+    assert plan.stores == ["activations"] and plan.view_spec("") is None
+    assert plan.all_targets()[:2] == ["results/findings.md", "results/comparison/depth_profiles.png"]
+
+
+def test_position_views_open_buckets_with_the_cap_and_seed():
+    plan = jobs.Plan(filled("configs/positions.yaml"), dims={"smollm2-135m": (30, 576)})
+    assert plan.stores == ["activations", "positions"]
+    assert plan.store_positions("positions") == "sample:16" and plan.store_positions("activations") == "last"
+    assert plan.row_chunk("positions") == 1024 and plan.row_chunk("activations") == 100
+    assert plan.view_spec("positions/2-3/") == {"bucket": "2-3", "cap": 1000, "seed": 0}
+    assert plan.n_components("smollm2-135m", "positions/all/") == 576  # positions.n_components: all
+    assert plan.n_components("smollm2-135m", "") == 100
+    assert jobs.bucket_views(["all", "last"]) == ["positions/all/", "positions/last/"]
+
+
+def test_memory_at_the_paper_shape_stays_within_8_gb():
+    """Llama 3.1 8B (32 layers, 4096 units), N = 10,000: a unit-block job's float64 slab is
+    10,000 x 64 x 64 x 8 B = 328 MB; the request stays under 8 GB, and a bucket view with a
+    larger cap asks for more."""
+    cfg = filled(n_samples=10_000)
+    plan = jobs.Plan(cfg, dims={"m": (32, 4096)})
+    assert len(plan.unit_blocks("m")) == 64
+    assert 4000 < plan.block_mem_mb("m") < 8000 and plan.rotation_block_mem_mb("m") < 8000
+    cfg2 = copy.deepcopy(cfg)
+    cfg2["positions"]["max_tokens_per_bucket"] = 20_000
+    assert jobs.Plan(cfg2, dims={"m": (32, 4096)}).block_mem_mb("m", "positions/all/") > plan.block_mem_mb("m")
+    assert plan.pca_mem_mb("m") == 1500 + cfg["pca"]["memory_mb"] + int(3 * 8 * 4096**2 / 1e6)
+
+
+def test_config_checks_name_the_key_and_the_fix():
+    cfg = filled()
+    cfg["extraction"]["shard_size"] = 150
+    with pytest.raises(ValueError, match=r"^extraction.shard_size \(150\) must be a multiple of extraction.sample_chunk"):
+        jobs.check_config(cfg)
+    cfg = filled()
+    cfg["autoencoder"]["split"] = [0.5, 0.2, 0.2]
+    with pytest.raises(ValueError, match=r"autoencoder.split .* sum to 0.9"):
+        jobs.check_config(cfg)
+    raw = yaml.safe_load((REPO / "config.yaml").read_text())
+    raw["n_sample"] = 100
+    assert jobs.config_problems(raw, SCHEMA) == ["n_sample: unknown key (value 100). Did you mean n_samples?"]
+
+
+def test_estimate_counts_the_position_views():
+    base = jobs.estimate_runtime(30, 576, 1000)
+    pos = jobs.estimate_runtime(30, 576, 1000, position_buckets=8)
+    assert pos["position buckets"] > 0 and pos["total"] > base["total"] * 1.5
