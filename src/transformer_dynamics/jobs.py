@@ -23,6 +23,9 @@ from typing import Any
 BUCKET_LABELS = ("all", "0", "1", "2-3", "4-7", "8-15", "16-31", "32+", "last")
 """Every position bucket label (:data:`transformer_dynamics.positions.BUCKETS`, without importing numpy)."""
 
+CORPUS_SUFFIXES = (".txt", ".jsonl", ".parquet")
+"""Local corpus files the loader reads (:func:`transformer_dynamics.corpus.load_corpus`)."""
+
 PER_JOB_S = 3.0
 """Seconds of interpreter start and imports per job (the runtime estimate)."""
 
@@ -71,6 +74,20 @@ def check_config(cfg: dict[str, Any]) -> None:
         )
     if cfg["corpus"]["min_chars"] >= cfg["corpus"]["max_chars"] - 1:
         raise ValueError("corpus.min_chars must be smaller than corpus.max_chars - 1 (bounds are strict)")
+    src = cfg["corpus"]["source"]
+    if src != "wiki-offline" and not src.startswith("wikitext-"):
+        # a local file: it must exist now, or a finished run's filtered corpus would be reused
+        # for a source that is gone (its missing input would not trigger a rerun)
+        p = Path(src)
+        if not p.is_file():
+            raise ValueError(
+                f"corpus.source: {src!r} is not an existing file (relative paths are from the working directory "
+                f"{Path.cwd()}) nor a known corpus: use wiki-offline, a wikitext-* name (e.g. wikitext-2-raw-v1) "
+                "or the path of a .txt, .jsonl or .parquet file"
+            )
+        if p.suffix.lower() not in CORPUS_SUFFIXES:
+            raise ValueError(f"corpus.source: {src!r} is a {p.suffix or 'suffix-less'} file; use a .txt, .jsonl or "
+                             ".parquet file (one text per line / a 'text' field / a 'text' column)")
     split = cfg["autoencoder"]["split"]
     if abs(sum(split) - 1) > 1e-6 or min(split) <= 0:
         raise ValueError(
@@ -217,7 +234,7 @@ class Plan:
     def corpus_files(self) -> list[str]:
         """The local corpus file as an input (editing it re-runs the filter), else nothing."""
         src = self.cfg["corpus"]["source"]
-        return [src] if Path(src).suffix.lower() in (".txt", ".jsonl", ".parquet") else []
+        return [] if src == "wiki-offline" or src.startswith("wikitext-") else [src]
 
     def store_path(self, model: str, condition: str, store: str = "activations") -> str:
         return f"{self.results}/{model}/{store}/{condition}.zarr"

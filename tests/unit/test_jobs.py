@@ -80,3 +80,25 @@ def test_estimate_counts_the_position_views():
     base = jobs.estimate_runtime(30, 576, 1000)
     pos = jobs.estimate_runtime(30, 576, 1000, position_buckets=8)
     assert pos["position buckets"] > 0 and pos["total"] > base["total"] * 1.5
+
+
+def test_a_local_corpus_that_is_not_there_stops_at_parse_time(tmp_path, monkeypatch):
+    """After a finished run, a corpus path that no longer exists must not reuse the old
+    filtered corpus: the config check says so on its first line."""
+    monkeypatch.chdir(tmp_path)
+    cfg = filled()
+    cfg["corpus"]["source"] = "data/gone.txt"
+    with pytest.raises(ValueError, match=r"^corpus.source: 'data/gone.txt' is not an existing file"):
+        jobs.check_config(cfg)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "corpus.csv").write_text("a,b\n")
+    cfg["corpus"]["source"] = "data/corpus.csv"
+    with pytest.raises(ValueError, match=r"^corpus.source: 'data/corpus.csv' is a .csv file"):
+        jobs.check_config(cfg)
+    (tmp_path / "data" / "gone.txt").write_text("some text\n")
+    cfg["corpus"]["source"] = "data/gone.txt"
+    jobs.check_config(cfg)
+    assert jobs.Plan(cfg, dims={"smollm2-135m": (30, 576)}).corpus_files() == ["data/gone.txt"]
+    for named in ("wiki-offline", "wikitext-2-raw-v1"):
+        cfg["corpus"]["source"] = named
+        jobs.check_config(cfg)

@@ -86,6 +86,7 @@ def test_bad_values_stop_before_the_dag_runs(tmp_path, tiny_model_dir):
          "models.tiny.d_model: 100, but model"),
         (dict(models={"tiny": {"source": str(tmp_path / "no-model"), "device": "cpu"}}),
          f"directory {tmp_path / 'no-model'} does not exist"),
+        (dict(corpus={"source": "texts/gone.txt"}), "corpus.source: 'texts/gone.txt' is not an existing file"),
     ]
     for over, message in cases:
         write_config(tmp_path, tiny_config(tiny_model_dir, **over))
