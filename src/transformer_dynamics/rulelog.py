@@ -71,11 +71,11 @@ def limit_loaded_libraries(n: int) -> None:
 
 
 def job_label(smk: Any) -> str:
-    """``rule model/condition/shard`` from the job's rule name and wildcard values."""
+    """``rule model/store/condition/shard`` (etc.) from the job's rule name and wildcard values."""
     rule = getattr(smk, "rule", "") or "job"
     wc = getattr(smk, "wildcards", None)
-    try:
-        values = [str(v) for v in (wc.values() if hasattr(wc, "values") else wc or [])]
+    try:  # an empty {view} (the paper's) adds nothing; "positions/2-3/" reads positions/2-3
+        values = [str(v).strip("/") for v in (wc.values() if hasattr(wc, "values") else wc or []) if str(v)]
     except TypeError:
         values = []
     return rule + (f" {'/'.join(values)}" if values else "")

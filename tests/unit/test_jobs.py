@@ -102,3 +102,16 @@ def test_a_local_corpus_that_is_not_there_stops_at_parse_time(tmp_path, monkeypa
     for named in ("wiki-offline", "wikitext-2-raw-v1"):
         cfg["corpus"]["source"] = named
         jobs.check_config(cfg)
+
+
+def test_job_labels_read_well_for_every_view():
+    from types import SimpleNamespace
+
+    from transformer_dynamics.rulelog import job_label
+
+    def job(**wc):
+        return SimpleNamespace(rule="unit_block_stats", wildcards=wc)
+
+    assert job_label(job(model="m", view="", condition="original", block="003")) == "unit_block_stats m/original/003"
+    assert job_label(job(model="m", view="positions/2-3/", condition="original", block="003")) == \
+        "unit_block_stats m/positions/2-3/original/003"

@@ -104,9 +104,9 @@ def test_terminal_shows_an_estimate_and_progress_with_eta(tmp_path, tiny_model_d
     out = res.stdout + res.stderr
     assert "Estimated time from scratch with 1 idle cores" in out and "  tiny: ~" in out, out[:3000]
     assert "results/logs/" in out
-    first = "[extract_shard tiny/original/000] chunk 1/4 (25%)"
+    first = "[extract_shard tiny/activations/original/000] chunk 1/4 (25%)"
     assert first in out and "ETA" in out.split(first, 1)[1].splitlines()[0], out[-3000:]
-    assert "[extract_shard tiny/original/000] chunk 4/4 (100%)" in out
+    assert "[extract_shard tiny/activations/original/000] chunk 4/4 (100%)" in out
     # the full log still has every chunk
     log = (tmp_path / "results/logs/tiny/activations/extract/original/000.log").read_text()
     assert log.count("tok/s") == 4 and "1 threads" in log
