@@ -79,7 +79,7 @@ def test_buckets_partition_tokens_and_last_is_separate():
 
 @pytest.mark.parametrize("padding_side", ["right", "left"])
 @pytest.mark.parametrize("max_batch", [1, 4])
-def test_capture_positions_equals_output_hidden_states(tiny_model, padding_side, max_batch):
+def test_capture_at_kept_positions_equals_output_hidden_states(tiny_model, padding_side, max_batch):
     rng = np.random.default_rng(2024)
     seqs = random_sequences(rng, 7, lo=1, hi=25)
     keep = select_positions([len(s) for s in seqs], np.arange(7), "sample:5", seed=1, include_bos=True)
@@ -96,7 +96,7 @@ def test_capture_positions_equals_output_hidden_states(tiny_model, padding_side,
         np.testing.assert_allclose(got[i], ref[keep[i]], atol=1e-5, rtol=0)
 
 
-def test_capture_positions_last_equals_last_token_capture(tiny_model):
+def test_capture_keeping_the_last_position_equals_the_last_token_capture(tiny_model):
     rng = np.random.default_rng(3)
     seqs = random_sequences(rng, 9)
     keep = [np.array([len(s) - 1]) for s in seqs]
@@ -105,7 +105,7 @@ def test_capture_positions_last_equals_last_token_capture(tiny_model):
     np.testing.assert_array_equal(a, b)
 
 
-def test_capture_positions_rejects_padded_or_unsorted_positions():
+def test_capture_rejects_padded_or_unsorted_positions():
     m = make_tiny_model("llama")
     with pytest.raises(ValueError, match="ascending"):
         list(capture(m, [[1, 5, 6]], [np.array([1, 3])]))
