@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from .progress import Progress
+from .seeds import stream, torch_seed
 
 
 def layer_widths(d_in: int, d_bottleneck: int = 2, k: int = 10) -> list[int]:
@@ -86,20 +87,31 @@ class CAEConfig:
     seed: int = 0
 
 
-def split_samples(n: int, fractions: Sequence[float], seed: int) -> dict[str, np.ndarray]:
-    """Sequence-level split into train/validation/test (sorted indices), seeded."""
+def split_samples(n: int, fractions: Sequence[float], seed: int,
+                  groups: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Sequence-level split of ``n`` rows into train/validation/test (sorted row indices).
+
+    The split is drawn over texts (stream ``autoencoder.split``), never over rows: ``groups``
+    (shape ``(n,)``) gives each row's text, and all rows of a text fall in the same part, so
+    no text has tokens on both sides (a position bucket holds several tokens per text). With
+    ``groups=None`` every row is its own text (the paper's last token; the same split as
+    ``groups=np.arange(n)``).
+    """
     if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-6:
         raise ValueError(f"split fractions must be three numbers summing to 1, got {fractions}")
-    perm = np.random.default_rng([seed, 2]).permutation(n)
-    n_tr = int(round(fractions[0] * n))
-    n_va = int(round(fractions[1] * n))
-    if min(n_tr, n_va, n - n_tr - n_va) < 1:
-        raise ValueError(f"n_samples={n} is too small for splits {fractions}")
-    return {
-        "train": np.sort(perm[:n_tr]),
-        "validation": np.sort(perm[n_tr : n_tr + n_va]),
-        "test": np.sort(perm[n_tr + n_va :]),
-    }
+    inverse = np.arange(n) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
+    if len(inverse) != n:
+        raise ValueError(f"groups has {len(inverse)} entries for {n} rows")
+    n_texts = int(inverse.max()) + 1 if n else 0
+    perm = stream("autoencoder.split", seed).permutation(n_texts)
+    n_tr = int(round(fractions[0] * n_texts))
+    n_va = int(round(fractions[1] * n_texts))
+    if min(n_tr, n_va, n_texts - n_tr - n_va) < 1:
+        raise ValueError(f"{n_texts} texts are too few for the CAE's splits {fractions} (autoencoder.split)")
+    part = np.empty(n_texts, dtype=np.int8)
+    part[perm[:n_tr]], part[perm[n_tr : n_tr + n_va]], part[perm[n_tr + n_va :]] = 0, 1, 2
+    row_part = part[inverse]
+    return {name: np.flatnonzero(row_part == k) for k, name in enumerate(("train", "validation", "test"))}
 
 
 ChunkReader = Callable[..., Iterator[tuple[np.ndarray, np.ndarray]]]
@@ -180,8 +192,8 @@ def train_cae(
     """
     from tqdm import tqdm
 
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng([cfg.seed, 3])
+    torch.manual_seed(torch_seed("autoencoder.init", cfg.seed))
+    rng = stream("autoencoder.batches", cfg.seed)
     scaler = Scaler(cfg.scaling).fit(b for _, b in read(splits["train"]))
     model = CompressingAutoencoder(d_in, cfg.d_bottleneck, cfg.k).to(device)
     # foreach: one fused update over all parameters instead of a Python loop over them
@@ -397,8 +409,9 @@ def train_and_evaluate(
     seed: int,
     device: str = "cpu",
     extra: dict[str, Any] | None = None,
+    groups: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
-    """The whole of §2.7 / Fig 3 on one store: split by sequence, train, encode the test set.
+    """The whole of §2.7 / Fig 3 on one view: split by sequence, train, encode the test set.
 
     Parameters
     ----------
@@ -406,6 +419,8 @@ def train_and_evaluate(
     settings : config ``autoencoder:`` (``k``, ``d_bottleneck``, ``split``, ``lr``,
         ``max_epochs``, ``patience``, ``batch_size``, ``scaling``), defaults filled in
     extra : saved in the checkpoint beside the splits (e.g. the store's path)
+    groups : the text of each of the ``n_samples`` rows (:meth:`ActivationStore.row_texts`);
+        the split keeps a text's rows together (:func:`split_samples`)
 
     Returns
     -------
@@ -415,7 +430,7 @@ def train_and_evaluate(
     (:func:`fit_diagnostics`, a dict).
     """
     cfg = cae_config(settings, seed)
-    splits = split_samples(n_samples, settings["split"], seed)
+    splits = split_samples(n_samples, settings["split"], seed, groups)
     model, scaler, curve = train_cae(read, splits, d_model, cfg, device)
     codes, explained = encode_and_score(model, scaler, read, splits["test"], device)
     tables = {"curve": curve, "codes": codes, "explained": explained, "distances": bottleneck_distances(codes)}

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from .provenance import file_sha256
+from .seeds import stream
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -190,7 +191,7 @@ def draw_samples(candidates: Sequence[int], n_samples: int, seed: int) -> np.nda
             f"only {len(candidates)} texts pass the length filter, but n_samples={n_samples} were "
             "requested: lower n_samples or widen corpus.min_chars/max_chars"
         )
-    rng = np.random.default_rng(seed)
+    rng = stream("corpus.draw", seed)
     pick = rng.choice(len(candidates), size=n_samples, replace=False)
     return np.sort(np.asarray(candidates, dtype=np.int64)[pick])
 
@@ -243,12 +244,12 @@ def limit_length(
 def shuffle_tokens(token_ids: Sequence[int], seed: int, sample_id: int) -> tuple[list[int], np.ndarray]:
     """The shuffled control: ``[t0, t_pi(1), ..., t_pi(n)]`` (§2.1).
 
-    The permutation is drawn from ``np.random.default_rng([seed, sample_id])`` so it depends only
+    The permutation is drawn from stream ``corpus.shuffle`` keyed by the sample id, so it depends only
     on the seed and the sample's id, not on the order samples are processed in. Returns the
     shuffled ids and ``pi`` (0-based, over positions 1..n).
     """
     ids = np.asarray(token_ids)
-    rng = np.random.default_rng([int(seed), int(sample_id)])
+    rng = stream("corpus.shuffle", seed, sample_id)
     perm = rng.permutation(len(ids) - 1)
     return [int(ids[0])] + [int(x) for x in ids[1:][perm]], perm
 

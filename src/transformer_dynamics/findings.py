@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .seeds import stream
+
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 
 Control = tuple[str, pd.DataFrame]
@@ -248,7 +250,7 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 def _spearman_boot(x: np.ndarray, y: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float, float]:
     """Spearman rho, bootstrap 95 % CI over points, and its p-value."""
     rho, p = _spearman(x, y)
-    rng = np.random.default_rng(seed)
+    rng = stream("findings.bootstrap", seed)
     boots = []
     for _ in range(n_boot):
         i = rng.integers(0, len(x), len(x))

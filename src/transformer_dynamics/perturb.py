@@ -29,6 +29,7 @@ import torch
 
 from .capture import ResidualCapture, capture
 from .pca import PCAResult
+from .seeds import stream
 from .sublayers import pre_attention_index
 
 def teleport_grid(scores: np.ndarray, n: int = 10) -> np.ndarray:
@@ -115,7 +116,7 @@ def perturbation_rows(kind: str, layer: int, control: np.ndarray, pca: PCAResult
             raise ValueError("teleport needs the PC scores of the data")
         Z = teleport_grid(scores, grid)
         return pca.inverse(Z), "replace", Z
-    rng = np.random.default_rng([seed, layer, {"noise": 1, "swap": 2}[kind]])
+    rng = stream("perturb.draw", seed, layer, {"noise": 1, "swap": 2}[kind])
     if kind == "noise":
         eps = rng.normal(size=(n_random, h.shape[0]))
         eps *= noise_scale * np.linalg.norm(h) / np.linalg.norm(eps, axis=1, keepdims=True)

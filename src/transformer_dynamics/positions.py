@@ -28,6 +28,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .seeds import stream
+
 POSITIONAL_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
     ("0", 0, 1),
     ("1", 1, 2),
@@ -91,7 +93,7 @@ def select_positions(
         if ps.mode == "all" or len(eligible) <= ps.k - 1:
             keep = eligible
         else:
-            rng = np.random.default_rng([int(seed), 3, int(sid)])
+            rng = stream("positions.sample", seed, sid)
             keep = np.sort(rng.choice(eligible, size=ps.k - 1, replace=False))
         out.append(np.append(keep, last).astype(np.int64))
     return out
@@ -120,7 +122,7 @@ def bucket_rows(position: np.ndarray, is_last: np.ndarray, bucket: str, cap: int
     else:
         rows = np.flatnonzero(bucket_of(position, is_last) == bucket)
     if cap is not None and len(rows) > cap:
-        rng = np.random.default_rng([int(seed), 4, BUCKETS.index(bucket)])
+        rng = stream("positions.bucket", seed, BUCKETS.index(bucket))
         rows = np.sort(rng.choice(rows, size=cap, replace=False))
     return rows
 

@@ -27,7 +27,7 @@ Nulls (``null`` argument), each with ``n_shuffles`` seeded permutations per unit
     and end-to-end displacement, breaks its temporal order. A random walk already scores
     R ~ -11 under this metric; this null says whether a unit rotates more than that.
 
-Permutations of unit ``u`` come from ``np.random.default_rng([seed, u])``: results do not depend
+Permutations of unit ``u`` come from the named stream ``seeds.stream("rotations.null", seed, u)``: results do not depend
 on how units are split into blocks.
 """
 
@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from .seeds import stream
 
 TWO_PI = 2 * np.pi
 NULLS = ("points", "activations", "increments")
@@ -86,8 +88,8 @@ def rotation_count(a: np.ndarray) -> np.ndarray:
 
 
 def unit_permutations(unit: int, n_shuffles: int, n_points: int, seed: int) -> np.ndarray:
-    """``(n_shuffles, n_points)`` permutations for one unit, from ``default_rng([seed, unit])``."""
-    rng = np.random.default_rng([int(seed), int(unit)])
+    """``(n_shuffles, n_points)`` permutations for one unit, from stream ``rotations.null`` keyed by the unit."""
+    rng = stream("rotations.null", seed, unit)
     return rng.permuted(np.tile(np.arange(n_points), (n_shuffles, 1)), axis=1)
 
 
