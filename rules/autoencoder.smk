@@ -1,21 +1,22 @@
-# §2.7 and Fig 3: the compressing autoencoder (streamed sample chunks) and the figure drawn
-# from its tables.
+# §2.7 and Fig 3: the compressing autoencoder (streamed sample chunks) on a view (the paper's
+# last tokens, or a position bucket: docs/positions.md) and the figure drawn from its tables.
 
 
 rule train_autoencoder:
     input:
-        store=activation_store,
+        store=view_store,
+        status=view_status_input,
     output:
-        checkpoint=f"{RESULTS}/{{model}}/autoencoder/{{condition}}/checkpoint.pt",
-        curve=f"{RESULTS}/{{model}}/autoencoder/{{condition}}/training_curve.csv",
-        codes=f"{RESULTS}/{{model}}/autoencoder/{{condition}}/test_codes.parquet",
-        distances=f"{RESULTS}/{{model}}/autoencoder/{{condition}}/distances.parquet",
-        explained=f"{RESULTS}/{{model}}/autoencoder/{{condition}}/explained_variance.parquet",
-        diagnostics=f"{RESULTS}/{{model}}/autoencoder/{{condition}}/diagnostics.json",
+        checkpoint=f"{RESULTS}/{{model}}/{{view}}autoencoder/{{condition}}/checkpoint.pt",
+        curve=f"{RESULTS}/{{model}}/{{view}}autoencoder/{{condition}}/training_curve.csv",
+        codes=f"{RESULTS}/{{model}}/{{view}}autoencoder/{{condition}}/test_codes.parquet",
+        distances=f"{RESULTS}/{{model}}/{{view}}autoencoder/{{condition}}/distances.parquet",
+        explained=f"{RESULTS}/{{model}}/{{view}}autoencoder/{{condition}}/explained_variance.parquet",
+        diagnostics=f"{RESULTS}/{{model}}/{{view}}autoencoder/{{condition}}/diagnostics.json",
     log:
-        f"{RESULTS}/logs/{{model}}/train_autoencoder/{{condition}}.log",
+        f"{RESULTS}/logs/{{model}}/{{view}}train_autoencoder/{{condition}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/{{model}}/train_autoencoder/{{condition}}.tsv"
+        f"{RESULTS}/benchmarks/{{model}}/{{view}}train_autoencoder/{{condition}}.tsv"
     priority: 5
     conda:
         ENV
@@ -32,17 +33,18 @@ rule train_autoencoder:
         code=code("train_autoencoder.py"),
         cae=config["autoencoder"],
         seed=config["seed"],
+        view=view_spec,
     script:
         "../scripts/train_autoencoder.py"
 
 
 rule figure3:
     input:
-        curve=rules.train_autoencoder.output.curve,
-        codes=rules.train_autoencoder.output.codes,
-        distances=rules.train_autoencoder.output.distances,
-        explained=rules.train_autoencoder.output.explained,
-        diagnostics=rules.train_autoencoder.output.diagnostics,
+        curve=paper_view(rules.train_autoencoder.output.curve),
+        codes=paper_view(rules.train_autoencoder.output.codes),
+        distances=paper_view(rules.train_autoencoder.output.distances),
+        explained=paper_view(rules.train_autoencoder.output.explained),
+        diagnostics=paper_view(rules.train_autoencoder.output.diagnostics),
     output:
         png=report(
             f"{RESULTS}/{{model}}/figures/fig3_{{condition}}.png",

@@ -39,7 +39,7 @@ rule findings_table:
     input:
         json=expand(rules.findings.output.json, model=MODELS),
         positions=expand(f"{RESULTS}/{{model}}/positions/findings_by_position.csv", model=MODELS) if POSITIONS else [],
-        cae=expand(rules.train_autoencoder.output.diagnostics, model=MODELS, condition=CONDITIONS),
+        cae=expand(rules.train_autoencoder.output.diagnostics, model=MODELS, condition=CONDITIONS, view=""),
     output:
         md=report(f"{RESULTS}/findings.md", caption="../workflow/report/findings.rst", category="Findings"),
         csv=report(f"{RESULTS}/findings.csv", caption="../workflow/report/findings.rst", category="Findings"),

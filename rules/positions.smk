@@ -1,7 +1,7 @@
 # Beyond the paper: every token position (extraction.positions: all | sample:K). The position
 # store is made by the extraction rules ({store} = positions) and every bucket is a view that
 # the analysis rules fan out over unit blocks like the paper's ({view} = /positions/<bucket>);
-# here: each bucket's status, the CAE on pooled tokens, the findings per bucket and their
+# here: each bucket's status, the findings per bucket (with each bucket's CAE) and their
 # figure (docs/positions.md). Nothing here runs with the default extraction.positions: last.
 
 
@@ -44,38 +44,11 @@ rule view_status:
         "../scripts/view_status.py"
 
 
-rule position_autoencoder:
-    input:
-        store=position_store,
-    output:
-        checkpoint=f"{RESULTS}/{{model}}/positions/{{condition}}/autoencoder/checkpoint.pt",
-        curve=f"{RESULTS}/{{model}}/positions/{{condition}}/autoencoder/training_curve.csv",
-        explained=f"{RESULTS}/{{model}}/positions/{{condition}}/autoencoder/explained_variance.parquet",
-    log:
-        f"{RESULTS}/logs/{{model}}/position_autoencoder/{{condition}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/{{model}}/position_autoencoder/{{condition}}.tsv"
-    conda:
-        ENV
-    threads: 1  # as train_autoencoder (docs/speed.md)
-    resources:
-        mem_mb=autoencoder_memory,
-        runtime=240,
-        gpu=1 if config["autoencoder"]["device"] == "cuda" else 0,
-    params:
-        code=code("position_autoencoder.py"),
-        cae=config["autoencoder"],
-        cap=PLAN.bucket_cap(),
-        seed=config["seed"],
-    script:
-        "../scripts/position_autoencoder.py"
-
-
 rule position_findings:
     input:
         **{name: every_bucket_and_condition(pattern) for name, pattern in POSITION_TABLES.items()},
         status=every_bucket_and_condition(rules.view_status.output.status),
-        cae=every_condition(rules.position_autoencoder.output.explained),
+        cae=every_bucket_and_condition(rules.train_autoencoder.output.explained),
     output:
         csv=f"{RESULTS}/{{model}}/positions/findings_by_position.csv",
         cae=f"{RESULTS}/{{model}}/positions/cae_by_position.csv",

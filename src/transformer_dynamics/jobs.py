@@ -401,10 +401,12 @@ def estimate_runtime(
             (2 * blocks + 5) * PER_JOB_S
             + blocks * (0.4 * nc * S / 60 * unit_block / 64 + 0.1 * n_shuffles / 200 * S / 60 * unit_block / 64)
             + 0.5 * nc * units * d_model / 576)
-        est["position autoencoder"] = n_conditions * max_epochs * (1.0 + 2.0 * nc * units / 10)
+        # one CAE per bucket view and condition, 1 thread each, side by side
+        est["position autoencoders"] = n_conditions * position_buckets * min(max_epochs, 60) * (0.4 + 2.0 * nc * units / 10)
     # extraction and perturbations use every core already; the many small single-threaded
     # jobs share the cores, and the conditions' autoencoders (1 thread each) run side by side
-    parallel = {"unit statistics and MI", "rotations", "PCA", "figures and tables", "position buckets"}
+    parallel = {"unit statistics and MI", "rotations", "PCA", "figures and tables", "position buckets",
+                "position autoencoders"}
     out = {k: (v / max(1, cores) if k in parallel else v / max(1.0, scale_cores ** 0.7)) for k, v in est.items()}
     out["autoencoder"] = est["autoencoder"] / max(1, min(cores, n_conditions))
     out["total"] = sum(out.values())

@@ -606,6 +606,12 @@ class ActivationStore:
         self.rs: Any = base if rows is None else RowSubset(base, rows)
         self.labels: list[str] = [str(s) for s in self.group["sublayer"][:]]
 
+    def row_texts(self) -> np.ndarray:
+        """The text (sample id) of every row of this face, shape ``(n_samples,)``: the sample
+        ids of a ``last`` store, each token's text in a ``positions`` store."""
+        texts = row_table(self.group)["sample"]
+        return texts if not isinstance(self.rs, RowSubset) else texts[self.rs.rows]
+
     @property
     def n_samples(self) -> int:
         """N, the number of observations (samples, or the tokens of a position store)."""

@@ -9,8 +9,9 @@ over unit blocks like the paper's. :func:`view_status` says whether a bucket can
 at all (enough tokens, not one repeated vector).
 
 The findings per bucket reuse :func:`transformer_dynamics.findings.model_findings`
-(:func:`findings_by_bucket`); the CAE (§2.7) is trained once on the pooled tokens and scored
-per bucket (:func:`cae_by_bucket`).
+(:func:`findings_by_bucket`); the CAE (§2.7) is trained on each bucket view by the paper's
+``train_autoencoder`` job, with the split drawn over texts (no text on both sides), and
+:func:`cae_by_bucket` puts the buckets' explained variance in one table.
 """
 
 from __future__ import annotations
@@ -100,58 +101,30 @@ def findings_by_bucket(
     return pd.DataFrame(rows, columns=columns)
 
 
-def cae_by_bucket(
-    path: str,
-    settings: dict[str, Any],
-    seed: int,
-    cap: int | None,
-    device: str = "cpu",
-) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
-    """The CAE (§2.7) trained on pooled tokens and scored per position bucket.
+def cae_by_bucket(explained: dict[str, dict[str, pd.DataFrame]], n_tokens: dict[str, dict[str, int]]) -> pd.DataFrame:
+    """One table of the per-bucket CAEs' explained variance (§2.7 on each bucket view).
 
-    Texts, not tokens, are split into train / validation / test (config
-    ``autoencoder.split``), so no text has tokens on both sides. Training and validation use
-    at most ``cap`` tokens in all (drawn with the seed, in the split's proportions: the cost
-    of the last-token CAE); every token of the test texts is scored, per bucket.
+    Parameters
+    ----------
+    explained : ``{bucket: {condition: explained-variance table}}`` of the ``train_autoencoder``
+        jobs of the bucket views (empty for a bucket that was not analysed)
+    n_tokens : ``{bucket: {condition: tokens in the view}}``
 
     Returns
     -------
-    The checkpoint, the training curve, and the explained-variance table per sublayer
-    (:func:`transformer_dynamics.autoencoder.encode_and_score`) with ``bucket`` and
-    ``n_tokens`` columns.
+    Columns ``condition``, ``bucket``, ``n_tokens`` and those of
+    :func:`transformer_dynamics.autoencoder.encode_and_score`'s table (``sublayer``,
+    ``explained_variance``, ...), conditions then buckets in the order given.
     """
-    from . import autoencoder as cae
-    from .positions import BUCKETS, bucket_of
-
-    t = store.row_table(path)
-    texts = np.unique(t["sample"])
-    sp = cae.split_samples(len(texts), settings["split"], seed)
-    rng = np.random.default_rng([seed, 5])
-    rows = {}
-    for part in ("train", "validation", "test"):
-        r = np.flatnonzero(np.isin(t["sample"], texts[sp[part]]))
-        share = settings["split"][("train", "validation").index(part)] if part != "test" else None
-        if share is not None and cap is not None and len(r) > round(cap * share):
-            r = np.sort(rng.choice(r, size=int(round(cap * share)), replace=False))
-        rows[part] = r
-    view_rows = np.unique(np.concatenate(list(rows.values())))
-    acts = ActivationStore(path, rows=view_rows)
-    read = acts.sample_reader()
-    local = {k: np.searchsorted(view_rows, v) for k, v in rows.items()}
-    cfg = cae.cae_config(settings, seed)
-    model, scaler, curve = cae.train_cae(read, {"train": local["train"], "validation": local["validation"]},
-                                         acts.d_model, cfg, device)
-    labels = bucket_of(t["position"], t["is_last"])[view_rows]
-    out = []
-    for b in BUCKETS:
-        sel = local["test"] if b == "all" else local["test"][labels[local["test"]] == b]
-        if len(sel) < 2:
-            continue
-        _, ev = cae.encode_and_score(model, scaler, read, sel, device)
-        out.append(ev.assign(bucket=b, n_tokens=len(sel)))
-    saved = cae.checkpoint(model.cpu(), scaler, cfg, {"store": str(path),
-                                                      "rows": {k: v.tolist() for k, v in rows.items()}})
-    return saved, curve, pd.concat(out, ignore_index=True)
+    parts = [t.assign(condition=c, bucket=b, n_tokens=n_tokens[b][c])
+             for b, by_cond in explained.items() for c, t in by_cond.items() if len(t)]
+    if not parts:
+        return pd.DataFrame(columns=["condition", "bucket", "n_tokens", "sublayer", "explained_variance"])
+    out = pd.concat(parts, ignore_index=True)
+    order = {c: i for i, c in enumerate(dict.fromkeys(c for by in explained.values() for c in by))}
+    first = ["condition", "bucket", "n_tokens"]
+    out = out.sort_values("condition", key=lambda x: x.map(order), kind="stable")
+    return out[first + [c for c in out.columns if c not in first]].reset_index(drop=True)
 
 
 def findings_by_position_markdown(model: str, table: pd.DataFrame) -> str:

@@ -51,7 +51,8 @@ def positions_run(tmp_path_factory, tiny_model_dir, finished_run):
     assert jobs.get("view_status") == 2 * buckets, jobs
     assert jobs.get("unit_block_stats") == jobs.get("rotation_block") == 2 * buckets * 3, jobs
     assert jobs.get("fit_pca") == jobs.get("vector_stats") == 2 * buckets, jobs
-    assert "train_autoencoder" not in jobs and "perturb" not in jobs, jobs
+    # each bucket view trains its own CAE (the paper's rule, split over texts); no perturbations
+    assert jobs.get("train_autoencoder") == 2 * buckets and "perturb" not in jobs, jobs
     before = paper_files(wd)
     snakemake(wd, "--cores", "2")
     after = paper_files(wd)
@@ -79,6 +80,19 @@ def test_position_store_and_outputs(positions_run):
     assert "By token position" in md and "tiny, original condition, by token position" in md
     cae = pd.read_csv(r / "positions" / "cae_by_position.csv")
     assert {"all", "last"} <= set(cae["bucket"]) and cae["explained_variance"].notna().all()
+    # one row per sublayer of each analysed bucket's own CAE; unanalysed buckets have none
+    analysed_buckets = set(analysed.loc[analysed["condition"] == "original", "bucket"])
+    assert set(cae.loc[cae["condition"] == "original", "bucket"]) == analysed_buckets
+    assert (cae.groupby(["condition", "bucket"]).size() == 2 * 4).all()  # 4 layers x 2 sublayers
+    # the 'all' bucket's CAE split its texts, not its tokens: no text on both sides
+    torch = pytest.importorskip("torch")
+    ck = torch.load(r / "positions" / "all" / "autoencoder" / "original" / "checkpoint.pt", weights_only=False)
+    from transformer_dynamics.views import open_view
+
+    texts = open_view(r / "positions" / "original.zarr", **ck["view"]).row_texts()
+    parts = [set(texts[ck["splits"][k]]) for k in ("train", "validation", "test")]
+    assert parts[2] and not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+    assert len(texts) > len(set(texts))  # several tokens per text in the view: the split had work to do
 
 
 def test_last_bucket_reproduces_the_last_token_workflow(positions_run):
@@ -100,6 +114,11 @@ def test_last_bucket_reproduces_the_last_token_workflow(positions_run):
     npcs = pd.read_parquet(b / "pca" / "original" / "n_pcs.parquet")
     nref = pd.read_parquet(r / "pca" / "original" / "n_pcs.parquet")
     pd.testing.assert_frame_equal(npcs, nref)
+    # the bucket's CAE is the paper's job on the view: the same texts in each split
+    torch = pytest.importorskip("torch")
+    ck = torch.load(b / "autoencoder" / "original" / "checkpoint.pt", weights_only=False)
+    ref_ck = torch.load(r / "autoencoder" / "original" / "checkpoint.pt", weights_only=False)
+    assert ck["splits"] == ref_ck["splits"] and ck["view"]["bucket"] == "last"
 
 
 def test_editing_a_position_option_reruns_only_position_jobs(positions_run):
