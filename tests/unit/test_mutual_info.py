@@ -114,7 +114,7 @@ def test_rounded_values_are_not_point_masses():
     # (layer 0: most texts end in the same token) is still flagged and summed exactly
     import torch
 
-    from transformer_dynamics.mutual_info import _heavily_tied
+    from transformer_dynamics.mutual_info.ties import _heavily_tied
 
     seed = fresh_seed()
     rng = np.random.default_rng(seed)
@@ -141,7 +141,7 @@ def test_coarse_lattices_agree_with_reference():
     # per bandwidth), summed exactly from c ~ 0.15 on; within 0.01 nats of scipy either way
     import torch
 
-    from transformer_dynamics.mutual_info import _heavily_tied
+    from transformer_dynamics.mutual_info.ties import _heavily_tied
 
     seed = fresh_seed()
     rng = np.random.default_rng(seed)
@@ -160,7 +160,7 @@ def test_heavy_tailed_blocks_agree_with_reference(monkeypatch):
     # fresh heavy-tailed blocks (t(2) random walks; Gaussian walks with 1 % of samples 100x):
     # their pairs are windowed and their tail samples summed directly (float32 differences,
     # clamped exponent) in 2-D and in 1-D; the spy checks that those paths ran
-    import transformer_dynamics.mutual_info as mi
+    import transformer_dynamics.mutual_info.direct_sum as mi  # where the tail sums call it
 
     calls = []
     real = mi._direct_density
@@ -183,7 +183,7 @@ def test_extreme_outliers_agree_with_reference(monkeypatch, f):
     # nearly a point at the grid's scale. At the usual spacing linear binning blurred it by
     # up to 0.05 nats of MI; such pairs now take a finer spacing on a window around the
     # medians, with the samples off it summed directly (the spy checks that path ran)
-    import transformer_dynamics.mutual_info as mi
+    import transformer_dynamics.mutual_info.grid as mi  # where the 2-D KDE calls it
 
     spacings = []
     real = mi._smooth_2d
@@ -205,7 +205,7 @@ def test_banded_smoothing_equals_the_dense_product(G, fine):
     # float64 product, on fresh random grids
     import torch
 
-    from transformer_dynamics.mutual_info import _smooth_grids, _toeplitz_kernel
+    from transformer_dynamics.mutual_info.grid import _smooth_grids, _toeplitz_kernel
 
     seed = fresh_seed()
     h = N ** (-1 / 6)
@@ -225,7 +225,7 @@ def test_direct_density_equals_the_brute_force_sum(d):
     # widths, a scale, float32 and float64 outputs, budgets from one chunk to one row per chunk
     import torch
 
-    from transformer_dynamics.mutual_info import _direct_density
+    from transformer_dynamics.mutual_info.direct_sum import _direct_density
 
     seed = fresh_seed()
     rng = np.random.default_rng(seed)
@@ -280,7 +280,7 @@ def test_windowed_densities_equal_the_exact_sum_sample_by_sample():
     #   to float32 rounding
     import torch
 
-    from transformer_dynamics.mutual_info import _kde_1d_at_samples, _kde_2d_at_samples
+    from transformer_dynamics.mutual_info.grid import _kde_1d_at_samples, _kde_2d_at_samples
 
     seed = fresh_seed()
     rng = np.random.default_rng(seed)
