@@ -5,8 +5,8 @@ pin_threads(snakemake)  # first: numpy/torch read the thread settings when they 
 
 import pandas as pd
 
-from transformer_dynamics import plot_models
-from transformer_dynamics.plotting import save
+from transformer_dynamics.figures import models as plot_models
+from transformer_dynamics.figures.style import save
 
 with rule_logging(snakemake):
     i, models = snakemake.input, snakemake.params.models

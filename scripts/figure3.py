@@ -7,8 +7,8 @@ import json
 
 import pandas as pd
 
-from transformer_dynamics import plot_autoencoder
-from transformer_dynamics.plotting import save
+from transformer_dynamics.figures import autoencoder as plot_autoencoder
+from transformer_dynamics.figures.style import save
 
 with rule_logging(snakemake):
     i, w = snakemake.input, snakemake.wildcards

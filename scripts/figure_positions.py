@@ -5,8 +5,8 @@ pin_threads(snakemake)  # first: numpy/torch read the thread settings when they 
 
 import pandas as pd
 
-from transformer_dynamics.plot_positions import figure_findings_by_position
-from transformer_dynamics.plotting import save
+from transformer_dynamics.figures.positions import figure_findings_by_position
+from transformer_dynamics.figures.style import save
 
 with rule_logging(snakemake):
     table = pd.read_csv(snakemake.input.csv)

@@ -18,46 +18,96 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def _module_file(name: str) -> Path:
-    path = PACKAGE_DIR / f"{name}.py"
-    if not path.exists():
-        raise ValueError(f"{PACKAGE} has no module '{name}' ({path} does not exist)")
-    return path
+    """The file of module ``name``, dotted relative to the package (``"store"``,
+    ``"mutual_info.grid"``); a subpackage's name (``"figures"``) is its ``__init__.py`` and
+    ``"__init__"`` the package's own."""
+    rel = PACKAGE_DIR.joinpath(*name.split("."))
+    for path in (rel.with_suffix(".py"), rel / "__init__.py"):
+        if path.exists():
+            return path
+    raise ValueError(f"{PACKAGE} has no module '{name}' (neither {rel}.py nor {rel}/__init__.py exists)")
 
 
-def _imports(tree: ast.AST) -> set[str]:
-    """Names of the package's modules imported anywhere in ``tree`` (also inside functions)."""
+def _is_module(name: str) -> bool:
+    try:
+        _module_file(name)
+    except ValueError:
+        return False
+    return bool(name)
+
+
+def _with_parents(name: str) -> set[str]:
+    """``name`` and the subpackages above it: importing ``figures.stats`` runs ``figures``."""
+    parts = name.split(".")
+    return {".".join(parts[: i + 1]) for i in range(len(parts))}
+
+
+def _imports(tree: ast.AST, where: str = "") -> set[str]:
+    """The package's modules imported anywhere in ``tree`` (also inside functions), dotted,
+    with their parent subpackages. ``where`` is the dotted name of the module the tree is
+    (relative imports resolve against it); ``""`` for code outside the package (scripts)."""
+    if where and where != "__init__":
+        package = where if _module_file(where).name == "__init__.py" else where.rpartition(".")[0]
+    else:
+        package = ""
     found: set[str] = set()
+
+    def add(base: str, names: Iterable[str]) -> None:
+        if _is_module(base):
+            found.add(base)
+        for n in names:  # from x import y: y may be a module of package x
+            sub = f"{base}.{n}" if base else n
+            if _is_module(sub):
+                found.add(sub)
+
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             mod = node.module or ""
-            if node.level == 1 or mod == PACKAGE or mod.startswith(PACKAGE + "."):
-                base = mod[len(PACKAGE) + 1 :] if mod.startswith(PACKAGE + ".") else ("" if mod == PACKAGE else mod)
-                if base:
-                    found.add(base.split(".")[0])
-                else:  # from . import x / from transformer_dynamics import x
-                    found.update(a.name for a in node.names)
+            if node.level:
+                if not where:
+                    continue
+                parts = package.split(".") if package else []
+                parts = parts[: len(parts) - (node.level - 1)] if node.level > 1 else parts
+                base = ".".join(parts + ([mod] if mod else []))
+            elif mod == PACKAGE or mod.startswith(PACKAGE + "."):
+                base = mod[len(PACKAGE) + 1 :]
+            else:
+                continue
+            add(base, [a.name for a in node.names])
         elif isinstance(node, ast.Import):
             for a in node.names:
                 if a.name.startswith(PACKAGE + "."):
-                    found.add(a.name.split(".")[1])
-    return {m for m in found if (PACKAGE_DIR / f"{m}.py").exists()}
+                    add(a.name[len(PACKAGE) + 1 :], [])
+    return {p for m in found for p in _with_parents(m)}
 
 
 def module_closure(modules: Iterable[str]) -> list[str]:
-    """``modules`` plus every package module they import, transitively, and ``__init__``."""
-    todo, seen = list(modules) + ["__init__"], set()
+    """``modules`` (dotted names) plus every package module they import, transitively, the
+    subpackages above them, and ``__init__``."""
+    todo, seen = [p for m in modules for p in _with_parents(m)] + ["__init__"], set()
     while todo:
         m = todo.pop()
         if m in seen:
             continue
         seen.add(m)
-        todo.extend(_imports(ast.parse(_module_file(m).read_text(encoding="utf-8"))) - seen)
+        todo.extend(_imports(ast.parse(_module_file(m).read_text(encoding="utf-8")), m) - seen)
     return sorted(seen)
 
 
 def script_modules(script: str | Path) -> list[str]:
     """The package modules a script imports directly."""
     return sorted(_imports(ast.parse(Path(script).read_text(encoding="utf-8"))))
+
+
+def all_modules() -> list[str]:
+    """Every module of the package, dotted (subpackages by their name, the package as ``__init__``)."""
+    out = []
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        parts = list(path.relative_to(PACKAGE_DIR).with_suffix("").parts)
+        if parts[-1] == "__init__" and len(parts) > 1:
+            parts = parts[:-1]
+        out.append(".".join(parts))
+    return out
 
 
 def code_sha256(modules: Iterable[str]) -> str:
@@ -76,7 +126,7 @@ def script_code_sha256(script: str | Path) -> str:
 
 def package_sha256() -> str:
     """:func:`code_sha256` of the whole package (every module)."""
-    return code_sha256(sorted(p.stem for p in PACKAGE_DIR.glob("*.py")))
+    return code_sha256(all_modules())
 
 
 def file_sha256(paths: Iterable[str | Path]) -> str:

@@ -18,10 +18,14 @@ from matplotlib.transforms import Bbox
 
 from transformer_dynamics import autoencoder as cae
 from transformer_dynamics import pca as P
-from transformer_dynamics import plot_autoencoder, plot_models, plot_pca, plot_rotations, plot_stats
+from transformer_dynamics.figures import autoencoder as plot_autoencoder
+from transformer_dynamics.figures import models as plot_models
+from transformer_dynamics.figures import pca as plot_pca
+from transformer_dynamics.figures import rotations as plot_rotations
+from transformer_dynamics.figures import stats as plot_stats
 from transformer_dynamics import rotations as R
 from transformer_dynamics import unit_stats
-from transformer_dynamics.plotting import plt
+from transformer_dynamics.figures.style import plt
 from transformer_dynamics.sublayers import sublayer_labels
 
 L, N, D = 6, 40, 16

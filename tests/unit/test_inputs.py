@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -188,7 +189,7 @@ def test_code_hash_follows_imports_and_ignores_comments(tmp_path, monkeypatch):
     monkeypatch.setattr(provenance, "PACKAGE_DIR", pkg)
     assert provenance.module_closure(["extraction"]) == ["__init__", "capture", "extraction", "models",
                                                          "progress", "provenance", "store", "sublayers"]
-    before = {m: provenance.code_sha256([m]) for m in ("extraction", "pca", "plot_pca")}
+    before = {m: provenance.code_sha256([m]) for m in ("extraction", "pca", "figures.pca")}
     with open(pkg / "store.py", "a") as fh:
         fh.write("\n# a comment and blank lines change nothing\n\n")
     assert {m: provenance.code_sha256([m]) for m in before} == before
@@ -196,4 +197,31 @@ def test_code_hash_follows_imports_and_ignores_comments(tmp_path, monkeypatch):
         fh.write("\nEXTRA = 1\n")
     after = {m: provenance.code_sha256([m]) for m in before}
     assert after["extraction"] != before["extraction"]  # extraction imports store
-    assert after["plot_pca"] == before["plot_pca"]  # figures never import the store
+    assert after["figures.pca"] == before["figures.pca"]  # figures never import the store
+
+
+def test_code_hash_follows_subpackages(tmp_path, monkeypatch):
+    """Modules inside subpackages (mutual_info/, figures/) count: an edit of the MI grid
+    re-runs the unit-block statistics, an edit of the figures' style re-runs the figures only."""
+    import shutil
+
+    pkg = tmp_path / "transformer_dynamics"
+    shutil.copytree(provenance.PACKAGE_DIR, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(provenance, "PACKAGE_DIR", pkg)
+    scripts = Path(__file__).resolve().parents[2] / "scripts"
+    closure = provenance.module_closure(["unit_stats"])
+    assert {"mutual_info", "mutual_info.grid", "mutual_info.direct_sum", "mutual_info.ties"} <= set(closure)
+    assert {"figures", "figures.pca", "figures.style"} <= set(provenance.script_modules(scripts / "figure4.py"))
+    hashes = lambda: {k: provenance.script_code_sha256(scripts / f"{k}.py") for k in ("unit_block_stats", "figure4", "fit_pca")}
+    before = hashes()
+    with open(pkg / "mutual_info" / "grid.py", "a") as fh:
+        fh.write("\nEXTRA = 1\n")
+    mid = hashes()
+    assert mid["unit_block_stats"] != before["unit_block_stats"]
+    assert mid["figure4"] == before["figure4"] and mid["fit_pca"] == before["fit_pca"]
+    with open(pkg / "figures" / "style.py", "a") as fh:
+        fh.write("\nEXTRA = 1\n")
+    after = hashes()
+    assert after["figure4"] != mid["figure4"] and after["fit_pca"] == mid["fit_pca"]
+    assert after["unit_block_stats"] == mid["unit_block_stats"]
+    assert set(provenance.all_modules()) >= {"__init__", "figures", "figures.style", "mutual_info.grid", "store"}

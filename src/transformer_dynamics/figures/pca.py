@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .depth import paper_layer
-from .plotting import depth_line, layer_ticks, plt
-from .sublayers import pre_attention_index
+from ..depth import paper_layer
+from ..sublayers import pre_attention_index
+from .style import depth_line, layer_ticks, plt
 
 
 def figure4(traj: pd.DataFrame, spectrum: pd.DataFrame, spectra: pd.DataFrame, n_pcs: pd.DataFrame,

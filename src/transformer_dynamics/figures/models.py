@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .plotting import log_if_wide, plt
+from .style import log_if_wide, plt
 
 
 def figure_compare_models(tables: dict[str, dict[str, pd.DataFrame]]) -> plt.Figure:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .plotting import depth_line, layer_ticks, plt
+from .style import depth_line, layer_ticks, plt
 
 
 def _stamp(ax: plt.Axes, text: str) -> None:
@@ -51,7 +51,8 @@ def figure3(curve: pd.DataFrame, codes: pd.DataFrame, distances: pd.DataFrame, e
         ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("MSE per value (training inputs)")
-    ax.legend(fontsize=6)
+    # below the panel: inside, "best" still covers the curves of some fits
+    ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     ax.set_title("A  CAE training" + ("\n(unconverged: still improving at max_epochs)" if diag.get("unconverged") else ""))
 
     ax = axes[1]

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.collections import LineCollection
 
-from .plotting import plt
+from .style import plt
 
 
 def _portrait(ax: plt.Axes, a: np.ndarray, title: str) -> None:

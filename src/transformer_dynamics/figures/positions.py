@@ -11,9 +11,9 @@ import textwrap
 import numpy as np
 import pandas as pd
 
-from .findings import _key_order
-from .plotting import plt
-from .positions import BUCKETS
+from ..findings import _key_order
+from ..positions import BUCKETS
+from .style import plt
 
 COND_COLORS = {"original": "#1f77b4", "shuffled": "#ff7f0e"}
 VERDICT_MARKERS = {"holds": ("o", True), "does not hold": ("o", False), "inconclusive": ("x", True)}

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.collections import LineCollection
 
-from .plotting import TYPE_COLORS, TYPE_LABELS, layer_ticks, plt
+from .style import TYPE_COLORS, TYPE_LABELS, layer_ticks, plt
 
 
 def _by_type(ax: plt.Axes, tr: pd.DataFrame, prefix: str, ylabel: str) -> None:

@@ -1,12 +1,6 @@
 """What every figure shares: the matplotlib style, colours, axis helpers and :func:`save`.
 
-Figures are made from tables, never from the activation store, so a plotting change never
-re-runs an analysis. Each figure has its own module, named after the analysis it plots:
-:mod:`.plot_stats` (Fig 1), :mod:`.plot_rotations` (Fig 2), :mod:`.plot_autoencoder` (Fig 3),
-:mod:`.plot_pca` (Fig 4 and the perturbation kinds), :mod:`.plot_models` (models compared).
-Each figure function takes the tables written by the analysis rules and returns a matplotlib
-Figure; :func:`save` writes it as PNG and PDF. Transition types have fixed colours
-(:data:`TYPE_COLORS`) across all figures.
+Transition types have fixed colours (:data:`TYPE_COLORS`) across all figures.
 """
 
 from __future__ import annotations
@@ -20,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 
-from .sublayers import pre_attention_index  # noqa: E402
+from ..sublayers import pre_attention_index  # noqa: E402
 
 
 TYPE_COLORS = {"within": "#1f77b4", "cross": "#d62728", "skip": "#7f7f7f"}
