@@ -30,6 +30,7 @@ rule train_autoencoder:
         runtime=240,
         gpu=1 if config["autoencoder"]["device"] == "cuda" else 0,
     params:
+        made_for=store_made_for,
         code=code("train_autoencoder.py"),
         cae=config["autoencoder"],
         seed=config["seed"],

@@ -104,6 +104,7 @@ shard_row_range, unit_block_range = _of("shard_rows", "shard"), _of("unit_range"
 store_positions, store_row_chunk = _of("store_positions", "store"), _of("row_chunk", "store")
 view_spec, view_n_components = _of("view_spec", "view"), _of("n_components", "model", "view")
 perturb_layers_of = _of("perturb_layers", "model")
+store_made_for = lambda w: PLAN.store_made_for(w.model, w.condition, "positions" if w.get("view") else "activations")
 model_memory, autoencoder_memory, pca_memory = (
     _mem(f, "model") for f in ("model_mem_mb", "autoencoder_mem_mb", "pca_mem_mb")
 )

@@ -6,6 +6,7 @@
 rule tokenize:
     input:
         samples=rules.filter_corpus.output.samples,
+        corpus_meta=rules.filter_corpus.output.meta,
         model=model_inputs,
     output:
         tokens=expand(f"{RESULTS}/{{model}}/tokens/{{condition}}.parquet", condition=CONDITIONS, allow_missing=True),
@@ -25,6 +26,7 @@ rule tokenize:
         conditions=CONDITIONS,
         seed=config["seed"],
         long_texts=config["corpus"]["long_texts"],
+        made_for=PLAN.corpus_made_for(),
     script:
         "../scripts/tokenize.py"
 
@@ -53,6 +55,7 @@ rule extract_shard:
         runtime=240,
         gpu=model_gpus,
     params:
+        made_for=PLAN.corpus_made_for(),
         code=code("extract_shard.py"),
         model=model_spec,
         rows=shard_row_range,

@@ -24,6 +24,7 @@ rule fit_pca:
         mem_mb=pca_memory,
         runtime=60,
     params:
+        made_for=store_made_for,
         code=code("fit_pca.py"),
         view=view_spec,
         n_components=view_n_components,
@@ -60,6 +61,7 @@ rule perturb:
         runtime=60,
         gpu=model_gpus,
     params:
+        made_for=store_made_for,
         code=code("perturb.py"),
         model=model_spec,
         kinds=config["perturbations"]["kinds"],

@@ -21,6 +21,7 @@ rule rotation_block:
         mem_mb=rotation_block_memory,
         runtime=30,
     params:
+        made_for=store_made_for,
         code=code("rotation_block.py"),
         view=view_spec,
         units=unit_block_range,

@@ -21,6 +21,7 @@ rule unit_block_stats:
         mem_mb=block_memory,
         runtime=60,
     params:
+        made_for=store_made_for,
         code=code("unit_block_stats.py"),
         view=view_spec,
         units=unit_block_range,
@@ -74,6 +75,7 @@ rule vector_stats:
         mem_mb=block_memory,
         runtime=30,
     params:
+        made_for=store_made_for,
         code=code("vector_stats.py"),
         view=view_spec,
     script:

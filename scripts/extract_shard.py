@@ -10,15 +10,18 @@ import pandas as pd
 from transformer_dynamics.extraction import extract_to_store, store_attrs
 from transformer_dynamics.models import check_dims, load_model_spec
 from transformer_dynamics.positions import select_positions
+from transformer_dynamics.provenance import check_made_for
 
 with rule_logging(snakemake):
     p = snakemake.params
     tokens = pd.read_parquet(snakemake.input.tokens)
+    check_made_for(snakemake.input.tokens, {"n_samples": len(tokens)}, {"n_samples": p.made_for["n_samples"]})
     s0, s1 = p.rows
     width = int(tokens["n_tokens"].max())
     tokens = tokens.iloc[s0:s1]
     with open(snakemake.input.corpus_meta) as fh:
         corpus_meta = json.load(fh)
+    check_made_for(snakemake.input.corpus_meta, corpus_meta, p.made_for)  # texts drawn for this config
     extra = {"shard_rows": [s0, s1]}
     keep = None
     if p.positions != "last":

@@ -10,7 +10,8 @@ with rule_logging(snakemake):
     # a position bucket that cannot be analysed gets empty outputs (its status says why)
     if not skip_unanalysed(snakemake):
         p, out = snakemake.params, snakemake.output
-        res, tables = pca.pca_tables(open_view(snakemake.input.store, **(p.view or {})), p.n_components, p.memory_mb)
+        acts = open_view(snakemake.input.store, made_for=p.made_for, **(p.view or {}))
+        res, tables = pca.pca_tables(acts, p.n_components, p.memory_mb)
         res.save(out.model)
         for name, table in tables.items():
             table.to_parquet(out[name], index=False)

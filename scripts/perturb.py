@@ -10,10 +10,11 @@ from transformer_dynamics.corpus import tokenize
 from transformer_dynamics.models import check_dims, load_model_spec
 from transformer_dynamics.pca import PCAResult
 from transformer_dynamics.progress import Progress
-from transformer_dynamics.store import ActivationStore
+from transformer_dynamics.views import open_view
 
 with rule_logging(snakemake):
     p, out = snakemake.params, snakemake.output
+    acts = open_view(snakemake.input.store, made_for=p.made_for)  # before the model loads: a stale store stops here
     loaded = load_model_spec(p.model)
     check_dims(loaded.info, p.model, f"models.{snakemake.wildcards.model}")
     ids = tokenize(loaded.tokenizer, [p.prompt])[0]
@@ -22,7 +23,7 @@ with rule_logging(snakemake):
     perturb.pc_plane_table(pca.transform(control, 2)).to_parquet(out.control, index=False)
     scores = pd.read_parquet(snakemake.input.trajectories)[["pc1", "pc2"]].to_numpy()
     results = perturb.perturbation_runs(
-        loaded.model, ids, control, pca, scores, ActivationStore(snakemake.input.store), p.kinds, p.layers,
+        loaded.model, ids, control, pca, scores, acts, p.kinds, p.layers,
         p.grid, p.n_random, p.noise_scale, p.seed, loaded.pad_id,
         Progress(len(p.kinds) * len(p.layers), "perturbation set"),
     )

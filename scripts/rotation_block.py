@@ -11,7 +11,7 @@ with rule_logging(snakemake):
     if not skip_unanalysed(snakemake):
         p = snakemake.params
         u0, u1 = p.units
-        a = open_view(snakemake.input.store, **(p.view or {})).units(u0, u1)
+        a = open_view(snakemake.input.store, made_for=p.made_for, **(p.view or {})).units(u0, u1)
         tables = rotations.rotation_block_tables(a, u0, p.n_shuffles, p.null, p.trajectory, p.seed, p.extra_nulls)
         for name, table in tables.items():
             table.to_parquet(snakemake.output[name], index=False)

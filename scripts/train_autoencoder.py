@@ -16,7 +16,8 @@ with rule_logging(snakemake):
     if not skip_unanalysed(snakemake):
         p, out = snakemake.params, snakemake.output
         c = p.cae
-        acts = open_view(snakemake.input.store, **(p.view or {}))  # reads fail on a missing or corrupted chunk
+        # a store made for other settings, a missing or a corrupted chunk: an error, never a number
+        acts = open_view(snakemake.input.store, made_for=p.made_for, **(p.view or {}))
         saved, tables = cae.train_and_evaluate(
             acts.sample_reader(), acts.n_samples, acts.d_model, c, p.seed, resolve_device(c["device"]),
             extra={"store": snakemake.input.store, "view": p.view}, groups=acts.row_texts(),

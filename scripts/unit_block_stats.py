@@ -10,7 +10,7 @@ with rule_logging(snakemake):
     # a position bucket that cannot be analysed gets empty outputs (its status says why)
     if not skip_unanalysed(snakemake):
         u0, u1 = snakemake.params.units
-        acts = open_view(snakemake.input.store, **(snakemake.params.view or {}))
+        acts = open_view(snakemake.input.store, made_for=snakemake.params.made_for, **(snakemake.params.view or {}))
         a = acts.units(u0, u1)
         tables = unit_stats.unit_block_tables(
             a, acts.labels, u0, snakemake.params.mi_grid, snakemake.params.correlation_pairs

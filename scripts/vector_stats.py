@@ -9,7 +9,7 @@ from transformer_dynamics.views import open_view
 with rule_logging(snakemake):
     # a position bucket that cannot be analysed gets empty outputs (its status says why)
     if not skip_unanalysed(snakemake):
-        acts = open_view(snakemake.input.store, **(snakemake.params.view or {}))
+        acts = open_view(snakemake.input.store, made_for=snakemake.params.made_for, **(snakemake.params.view or {}))
         transitions, sublayers = unit_stats.vector_stats(acts.chunks(), acts.labels)
         transitions.to_parquet(snakemake.output.transitions, index=False)
         sublayers.to_parquet(snakemake.output.sublayers, index=False)

@@ -179,6 +179,20 @@ class Plan:
         """Most observations a job of ``view`` reads: n_samples, or a bucket's cap."""
         return self.bucket_cap() if view else self.cfg["n_samples"]
 
+    def store_made_for(self, model: str, condition: str, store: str = "activations") -> dict[str, Any]:
+        """The settings a job expects its store to be made for (checked on read against
+        :func:`transformer_dynamics.store.made_for`: ``views.open_view(made_for=...)``)."""
+        c = self.cfg
+        return {"n_samples": c["n_samples"], "seed": c["seed"], "corpus.min_chars": c["corpus"]["min_chars"],
+                "corpus.max_chars": c["corpus"]["max_chars"], "condition": condition,
+                "dtype": c["models"][model]["dtype"], "positions": self.store_positions(store)}
+
+    def corpus_made_for(self) -> dict[str, Any]:
+        """The settings a job expects the drawn samples (corpus.json) to be made for."""
+        c = self.cfg
+        return {"n_samples": c["n_samples"], "seed": c["seed"], "min_chars": c["corpus"]["min_chars"],
+                "max_chars": c["corpus"]["max_chars"]}
+
     def view_spec(self, view: str) -> dict[str, Any] | None:
         """:func:`transformer_dynamics.views.open_view`'s arguments for a bucket view; None for the
         paper's view, so position options never re-run the paper's jobs."""

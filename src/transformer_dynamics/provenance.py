@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 import hashlib
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 PACKAGE = "transformer_dynamics"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -172,3 +172,27 @@ def content_sha256(*parts: Any) -> str:
     for part in parts:
         feed(part)
     return h.hexdigest()
+
+
+class MadeForError(RuntimeError):
+    """An input was made for other settings than the job reading it asks for."""
+
+
+def check_made_for(what: str | Path, recorded: Mapping[str, Any], expected: Mapping[str, Any]) -> None:
+    """Stop when ``what`` (an input file or store) was made for other settings than ``expected``.
+
+    ``recorded`` holds the settings ``what`` was made from (e.g. a store's ``n_samples``,
+    ``seed``, ``dtype``: :func:`transformer_dynamics.store.made_for`), ``expected`` those of
+    the job about to read it (its params). Every key of ``expected`` must match; the error
+    names each mismatch and the fix on its first line. This holds whatever Snakemake's rerun
+    triggers decided (e.g. ``--rerun-triggers mtime`` ignores params, and a params trigger
+    does not fire for a job whose input is missing).
+    """
+    diff = [k for k in expected if recorded.get(k, "(not recorded)") != expected[k]]
+    if diff:
+        was = ", ".join(f"{k}={recorded.get(k, '(not recorded)')}" for k in diff)
+        now = ", ".join(f"{k}={expected[k]}" for k in diff)
+        raise MadeForError(
+            f"{what} was made for {was}; this job asks {now}: it is stale. Delete it and run snakemake "
+            "again (or run with the config it was made with)"
+        )

@@ -293,6 +293,16 @@ def row_table(path_or_group: str | Path | zarr.Group) -> dict[str, np.ndarray]:
             "token_id": tok[np.arange(len(tok)), n_tokens - 1], "is_last": np.ones(len(tok), dtype=bool)}
 
 
+def made_for(attrs: dict[str, Any]) -> dict[str, Any]:
+    """The settings a store was made for, from its attributes, keyed as
+    :meth:`transformer_dynamics.jobs.Plan.store_made_for` keys a job's expectation."""
+    corpus = attrs.get("corpus") or {}
+    return {"n_samples": corpus.get("n_samples"), "seed": attrs.get("seed"),
+            "corpus.min_chars": corpus.get("min_chars"), "corpus.max_chars": corpus.get("max_chars"),
+            "condition": attrs.get("condition"), "dtype": attrs.get("model_dtype"),
+            "positions": attrs.get("positions", "last")}
+
+
 def open_store(path: str | Path, mode: str = "r") -> zarr.Group:
     """Open a store written by :func:`create_store`."""
     p = Path(path)

@@ -25,16 +25,25 @@ import pandas as pd
 from . import store
 from .findings import model_findings
 from .positions import bucket_rows
+from .provenance import check_made_for
 from .store import ActivationStore
 
 
-def open_view(path: str | Path, bucket: str | None = None, cap: int | None = None, seed: int = 0) -> ActivationStore:
+def open_view(path: str | Path, bucket: str | None = None, cap: int | None = None, seed: int = 0,
+              made_for: dict[str, Any] | None = None) -> ActivationStore:
     """The observations of a view: every row of the store at ``path`` (``bucket=None``: the
     last-token store, the paper), or the rows of position bucket ``bucket`` of a position store
-    (at most ``cap``, drawn with ``seed``; :func:`transformer_dynamics.positions.bucket_rows`)."""
-    if bucket is None:
-        return ActivationStore(path)
+    (at most ``cap``, drawn with ``seed``; :func:`transformer_dynamics.positions.bucket_rows`).
+
+    ``made_for``: the settings the job expects the store to be made for
+    (:meth:`transformer_dynamics.jobs.Plan.store_made_for`); a store made for others raises
+    :class:`~transformer_dynamics.provenance.MadeForError` naming the mismatch.
+    """
     g = store.open_store(path)
+    if made_for is not None:
+        check_made_for(path, store.made_for(dict(g.attrs)), made_for)
+    if bucket is None:
+        return ActivationStore(g)
     t = store.row_table(g)
     return ActivationStore(g, bucket_rows(t["position"], t["is_last"], bucket, cap, seed))
 

@@ -225,3 +225,45 @@ def test_code_hash_follows_subpackages(tmp_path, monkeypatch):
     assert after["figure4"] != mid["figure4"] and after["fit_pca"] == mid["fit_pca"]
     assert after["unit_block_stats"] == mid["unit_block_stats"]
     assert set(provenance.all_modules()) >= {"__init__", "figures", "figures.style", "mutual_info.grid", "store"}
+
+
+# --- inputs made for other settings ---------------------------------------------------------------
+
+
+def test_check_made_for_names_every_mismatch_on_line_one():
+    recorded = {"n_samples": 100, "seed": 0, "dtype": "float32"}
+    provenance.check_made_for("s.zarr", recorded, {"n_samples": 100, "seed": 0})
+    with pytest.raises(provenance.MadeForError) as e:
+        provenance.check_made_for("s.zarr", recorded, {"n_samples": 1000, "seed": 0, "dtype": "bfloat16"})
+    first = str(e.value).splitlines()[0]
+    assert first.startswith("s.zarr was made for n_samples=100, dtype=float32; this job asks n_samples=1000, "
+                            "dtype=bfloat16: it is stale")
+    assert "Delete it and run snakemake again" in first
+    with pytest.raises(provenance.MadeForError, match=r"positions=\(not recorded\)"):
+        provenance.check_made_for("s.zarr", recorded, {"positions": "last"})
+
+
+def test_a_store_records_what_every_reader_expects():
+    """store.made_for (from a store's attributes) and Plan.store_made_for (from the config)
+    have the same keys, so every setting a reader expects is one the store records."""
+    import yaml
+
+    from transformer_dynamics import store
+    from transformer_dynamics.jobs import Plan
+
+    repo = Path(__file__).resolve().parents[2]
+    cfg = yaml.safe_load((repo / "config.yaml").read_text())
+    from snakemake.utils import validate
+
+    validate(cfg, str(repo / "workflow/schemas/config.schema.yaml"), set_default=True)
+    plan = Plan(cfg)
+    model = plan.models[0]
+    want = plan.store_made_for(model, "original")
+    attrs = {"corpus": {"n_samples": cfg["n_samples"], "min_chars": cfg["corpus"]["min_chars"],
+                        "max_chars": cfg["corpus"]["max_chars"]}, "seed": cfg["seed"], "condition": "original",
+             "model_dtype": cfg["models"][model]["dtype"]}
+    assert store.made_for(attrs) == want
+    assert set(plan.store_made_for(model, "shuffled", "positions")) == set(want)
+    provenance.check_made_for("x", store.made_for(attrs), want)
+    with pytest.raises(provenance.MadeForError, match="seed=0; this job asks seed=1"):
+        provenance.check_made_for("x", store.made_for({**attrs, "seed": 0}), {**want, "seed": 1})

@@ -75,11 +75,13 @@ def figure3(curve: pd.DataFrame, codes: pd.DataFrame, distances: pd.DataFrame, e
     ax.set_title(f"B  mean trajectory over {len(Z)} test samples")
 
     ax = axes[2]
-    ax.errorbar(distances["transition"], distances["distance_mean"], yerr=distances["distance_sd"], fmt="o-",
+    mean, sd = distances["distance_mean"].to_numpy(), distances["distance_sd"].to_numpy()
+    # a distance is never negative: the lower bar stops at 0
+    ax.errorbar(distances["transition"], mean, yerr=[np.minimum(sd, mean), sd], fmt="o-",
                 ms=2.5, lw=1, elinewidth=0.5, color="#9467bd")
     ax.set_xlabel("transition (source layer)")
     layer_ticks(ax, S)
-    ax.set_ylabel("distance in bottleneck (mean ± sd)")
+    ax.set_ylabel("distance in bottleneck (mean ± sd, ≥ 0)")
     ax.set_title("C  distance between successive sublayers")
 
     ax = axes[3]
@@ -93,7 +95,7 @@ def figure3(curve: pd.DataFrame, codes: pd.DataFrame, distances: pd.DataFrame, e
                 label=f"below {floor}: " + ", ".join(f"{v:.1f}" for v in y[low][:4]) + (" ..." if low.sum() > 4 else ""))
         ax.legend(loc="lower right", fontsize=6)
     ax.axhline(0, color="k", lw=0.5)
-    ax.set_xlabel("layer")
+    ax.set_xlabel("sublayer (ticks: layer, at its pre-attention point)")
     layer_ticks(ax, S)
     ax.set_ylabel("explained variance (test set)")
     ax.set_ylim(min(0, max(floor, np.nanmin(y))) - 0.05, 1.02)

@@ -84,7 +84,12 @@ def figure1(
     has = (dens > 0).any(axis=0)
     r_min = float(rdist.loc[rdist["density"] > 0, "bin_lo"].min()) if has.any() else 0.0
     ax.set_xlim(min(0.0, np.floor(r_min * 10) / 10), 1)
-    ax.set_ylim(0, np.nanpercentile(D.to_numpy(), 99.5) * 1.05 + 1e-9)
+    top = np.nanpercentile(D.to_numpy(), 99.5) * 1.05 + 1e-9
+    ax.set_ylim(0, top)
+    clipped = int((smooth.max(axis=1) > top).sum())
+    if clipped:  # the few units whose peak is cut off by the axis: say so, at the top edge
+        ax.text(0.02, 0.97, f"{clipped} unit(s) peak above the axis (max {smooth.max():.3g})",
+                transform=ax.transAxes, ha="left", va="top", fontsize=6, color="0.3")
     ax.set_xlabel("Pearson r")
     ax.set_ylabel("density over a unit's transitions")
     ax.legend(loc="best")  # the density sits at high r; with negative r shown, upper left is not always free
@@ -141,7 +146,7 @@ def figure1(
     # covers the IQR bands wherever it goes
     handles = [plt.Line2D([], [], color=TYPE_COLORS[t], marker="o", ms=2.5, lw=1, label=TYPE_LABELS[t])
                for t in ("within", "cross")]
-    handles.append(plt.Rectangle((0, 0), 1, 1, color="0.5", alpha=0.3, lw=0, label="interquartile range over samples"))
+    handles.append(plt.Rectangle((0, 0), 1, 1, color="0.5", alpha=0.3, lw=0, label="interquartile range (E, F: over samples; H: over units)"))
     fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False, title="E, F, H:")
     fig.suptitle(title, fontsize=10)
     return fig
