@@ -10,9 +10,11 @@ chunk do not depend on how the samples were sharded (shards are whole chunks).
 
 "The same inputs" is checked, not assumed: the partial store holds a fingerprint of what it
 captures (a hash of the sample ids, corpus indices, token ids and texts), of the model (its
-provenance: source, weights hash, dtype, device), of the capture points, of the package code
-and of every provenance attribute. A partial store whose fingerprint differs is discarded,
-with a log line naming what changed, and the extraction starts again.
+provenance: source, digest of the loaded weights, dtype, device, context), of the capture
+points, of what else changes the numbers (the batching and the attention kernel: padding and
+kernels change float reductions), of the package code and of every provenance attribute. A
+partial store whose fingerprint differs is discarded, with a log line naming what changed,
+and the extraction starts again.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ import numpy as np
 
 from . import store
 from .provenance import code_sha256, content_sha256
-from .capture import capture, check_finite
-from .models import LoadedModel
+from .capture import auto_max_tokens, capture, check_finite
+from .models.load import LoadedModel
 from .progress import Progress
 from .sublayers import sublayer_labels
 
@@ -55,7 +57,7 @@ def store_attrs(model: str, loaded: LoadedModel, condition: str, corpus: dict[st
                 **extra: Any) -> dict[str, Any]:
     """The provenance attributes of a store: model name and info, condition, corpus, seed,
     software versions, and ``extra`` (e.g. the shard's rows, the kept positions)."""
-    from .models import software_versions
+    from .models.load import software_versions
 
     return {"model": model, **{f"model_{k}": v for k, v in loaded.info.items()}, "condition": condition,
             "corpus": corpus, "seed": seed, "software": software_versions(), **extra}
@@ -80,6 +82,20 @@ def with_capture_points(attrs: dict[str, Any] | None, token: str) -> dict[str, A
         "mlp": "input of the pre-MLP norm (residual after attention was added)",
         "token": token,
     }}
+
+
+def numerics(model: Any, max_tokens: int | None, max_batch: int | None) -> dict[str, Any]:
+    """What changes the captured numbers besides the model and the inputs: the batching
+    (resolved: ``batch_size: auto`` is the device's token budget) and the attention kernel.
+
+    Part of a store's attrs, so of its resume fingerprint: a partial store is never resumed
+    with another batching (the numbers differ in the last digits, ~1e-4 in float32).
+    """
+    device = next(model.parameters()).device.type
+    batching = {"max_batch": int(max_batch)} if max_batch is not None else {
+        "max_tokens": int(max_tokens or auto_max_tokens(device))}
+    return {"batching": batching,
+            "attn_implementation": str(getattr(getattr(model, "config", None), "_attn_implementation", None))}
 
 
 def resume_or_create(work: Path, parts: dict[str, str], create: Callable[[], Any], log: Any) -> Any:
@@ -198,6 +214,7 @@ def extract_to_store(
         None if keep is None else [k.tolist() for k in keep], int(row_chunk), int(unit_chunk),
     )
     attrs["code_sha256"] = code_sha256(["extraction"])
+    attrs.update(numerics(m, max_tokens, max_batch))
     first, n_rows = store.rows_per_text(keep, len(token_ids))
     shape = (int(n_rows.sum()), len(labels), D)
     parts = _fingerprint_parts(attrs, loaded.info, shape)

@@ -60,6 +60,15 @@ def config_problems(cfg: dict[str, Any], schema: dict[str, Any]) -> list[str]:
             )
         else:
             problems.append(f"{where(path)}: {err.message}")
+    results = cfg.get("results_dir", "results")
+    if isinstance(results, str) and not cfg.get("allow_results_outside_workdir", False):
+        inside = Path(results).expanduser().resolve(strict=False)
+        if not inside.is_relative_to(Path.cwd().resolve()):
+            problems.append(
+                f"results_dir: {results!r} is outside the working directory {Path.cwd()} (the workflow deletes and "
+                "replaces folders under it). Use a folder inside it, or set allow_results_outside_workdir: true "
+                "if that folder belongs to this run."
+            )
     return problems
 
 
@@ -101,11 +110,9 @@ def job_memory_mb(spec: dict[str, Any], base_mb: int = 1500, factor: float = 1.1
     plus ``base_mb`` for the interpreter, torch, transformers and activations (measured in
     docs/scale.md: peak RSS of extraction and perturbation jobs). ``spec`` has the schema's
     defaults filled in (its ``dtype``)."""
-    from .models import DTYPES, spec_parameters
+    from .models.shapes import DTYPE_BYTES, spec_parameters
 
-    import torch
-
-    bytes_per = torch.finfo(DTYPES[spec["dtype"]]).bits // 8
+    bytes_per = DTYPE_BYTES[spec["dtype"]]
     return int(base_mb + factor * spec_parameters(spec) * bytes_per / 1e6)
 
 
@@ -116,7 +123,7 @@ class Plan:
     ----------
     cfg : the config with the schema's defaults filled in.
     dims : ``{model: (L, D)}``; default: read from each model's source
-        (:func:`transformer_dynamics.models.model_dims`, no weights loaded).
+        (:func:`transformer_dynamics.models.shapes.model_dims`, no weights loaded).
     """
 
     def __init__(self, cfg: dict[str, Any], dims: dict[str, tuple[int, int]] | None = None) -> None:
@@ -127,7 +134,7 @@ class Plan:
         self.positions = cfg["extraction"]["positions"] != "last"
         self.stores = ["activations", "positions"] if self.positions else ["activations"]
         if dims is None:
-            from .models import model_dims
+            from .models.shapes import model_dims
 
             dims = {
                 m: model_dims(spec["source"], {k: spec[k] for k in ("n_layers", "d_model") if k in spec},

@@ -12,7 +12,7 @@ import pytest
 
 from transformer_dynamics import corpus, extraction, models, provenance
 from transformer_dynamics.corpus import CorpusError
-from transformer_dynamics.models import LoadedModel, ModelLoadError
+from transformer_dynamics.models import LoadedModel, ModelLoadError, shapes
 
 from conftest import has_embedded, make_tiny_model, random_sequences
 
@@ -42,7 +42,7 @@ def test_a_directory_without_config_is_named(tmp_path):
 
 def test_unknown_hub_id_fails_fast_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    models._hub_reachable.cache_clear()
+    shapes._hub_reachable.cache_clear()
     try:
         t0 = time.perf_counter()
         for call in (lambda: models.model_dims("no-such-org/no-such-model"),
@@ -51,7 +51,7 @@ def test_unknown_hub_id_fails_fast_offline(monkeypatch):
                 call()
         assert time.perf_counter() - t0 < 10
     finally:
-        models._hub_reachable.cache_clear()
+        shapes._hub_reachable.cache_clear()
 
 
 def _gguf_header(kvs):
@@ -187,8 +187,9 @@ def test_code_hash_follows_imports_and_ignores_comments(tmp_path, monkeypatch):
     pkg = tmp_path / "transformer_dynamics"
     shutil.copytree(provenance.PACKAGE_DIR, pkg, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(provenance, "PACKAGE_DIR", pkg)
-    assert provenance.module_closure(["extraction"]) == ["__init__", "capture", "extraction", "models",
-                                                         "progress", "provenance", "store", "sublayers"]
+    assert provenance.module_closure(["extraction"]) == [
+        "__init__", "capture", "extraction", "models", "models.errors", "models.gguf", "models.load", "models.shapes",
+        "models.weights", "progress", "provenance", "seeds", "store", "sublayers"]
     before = {m: provenance.code_sha256([m]) for m in ("extraction", "pca", "figures.pca")}
     with open(pkg / "store.py", "a") as fh:
         fh.write("\n# a comment and blank lines change nothing\n\n")

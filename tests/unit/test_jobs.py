@@ -76,6 +76,22 @@ def test_config_checks_name_the_key_and_the_fix():
     assert jobs.config_problems(raw, SCHEMA) == ["n_sample: unknown key (value 100). Did you mean n_samples?"]
 
 
+@pytest.mark.parametrize("results, allowed, ok", [("results", False, True), ("runs/a/../b", False, True),
+                                                   ("../elsewhere", False, False), ("/tmp/elsewhere", False, False),
+                                                   ("../elsewhere", True, True)])
+def test_results_dir_outside_the_working_directory_needs_saying(tmp_path, monkeypatch, results, allowed, ok):
+    monkeypatch.chdir(tmp_path)
+    raw = yaml.safe_load((REPO / "config.yaml").read_text())
+    raw["results_dir"] = results
+    if allowed:
+        raw["allow_results_outside_workdir"] = True
+    problems = jobs.config_problems(raw, SCHEMA)
+    assert problems == ([] if ok else [
+        f"results_dir: {results!r} is outside the working directory {tmp_path} (the workflow deletes and replaces "
+        "folders under it). Use a folder inside it, or set allow_results_outside_workdir: true if that folder "
+        "belongs to this run."]), problems
+
+
 def test_estimate_counts_the_position_views():
     base = jobs.estimate_runtime(30, 576, 1000)
     pos = jobs.estimate_runtime(30, 576, 1000, position_buckets=8)

@@ -109,7 +109,7 @@ class FakeSafetensorError(Exception):
 def test_a_full_cache_never_stops_a_run(tmp_path, error):
     """A cache that cannot be written (full disk, read-only) is a warning: the built object is
     returned, no partial entry or temporary folder is left, and the next call builds again."""
-    from transformer_dynamics.models import _through_cache
+    from transformer_dynamics.models.gguf import _through_cache
 
     built = []
 
@@ -136,12 +136,12 @@ def test_a_full_cache_never_stops_a_run(tmp_path, error):
 def test_gguf_conversion_cache_gives_the_same_model_and_tokenizer(tmp_path, monkeypatch):
     """The embedded GGUF is dequantized once, then read from the cache: bit-identical
     weights, the same tokens and the same provenance; a damaged entry is rebuilt."""
-    from transformer_dynamics import models
+    from transformer_dynamics.models import gguf
 
     texts = ["The quick brown fox jumps over the lazy dog.", "Paris is the capital of France.",
              "Photosynthesis converts light into chemical energy; résumé, naïve, 東京, emoji 🙂."]
     monkeypatch.setenv("TD_CACHE_DIR", "off")  # no cache: every load converts (below: a load with it)
-    assert models.cache_root() is None and models._gguf_cache_dir(models.embedded_gguf_path(), "model") is None
+    assert gguf.cache_root() is None and gguf._gguf_cache_dir(gguf.embedded_gguf_path(), "model") is None
     monkeypatch.setenv("TD_CACHE_DIR", str(tmp_path / "cache"))
     direct = load_model("embedded", "float32", "cpu")  # converts (the GGUF itself) and fills the cache
     entries = sorted(p.name for p in (tmp_path / "cache/gguf").iterdir())
@@ -163,6 +163,105 @@ def test_gguf_conversion_cache_gives_the_same_model_and_tokenizer(tmp_path, monk
     # a truncated cache entry is rebuilt, not trusted
     weights = next((tmp_path / "cache/gguf").glob("*-model-float32-*/model.safetensors"))
     weights.write_bytes(weights.read_bytes()[:1000])
-    repaired = load_model("embedded", "float32", "cpu")
+    with pytest.warns(UserWarning, match=r"cache entry .*-model-float32-.* is damaged"):
+        repaired = load_model("embedded", "float32", "cpu")
     assert all(torch.equal(repaired.model.state_dict()[k], ref[k]) for k in ref)
     assert weights.stat().st_size > 1000
+    # an altered cache entry that still loads: refused (the digest written with it) and rebuilt
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(weights)
+    tensors["model.layers.3.mlp.down_proj.weight"][0, 0] += 0.25
+    save_file(tensors, weights, metadata={"format": "pt"})
+    with pytest.warns(UserWarning, match=r"is damaged \(ModelLoadError: .* is not the .* written with them"):
+        rebuilt = load_model("embedded", "float32", "cpu")
+    assert all(torch.equal(rebuilt.model.state_dict()[k], ref[k]) for k in ref)
+    assert rebuilt.info == direct.info and direct.info["weights_sha256"] != direct.info["weights_file_sha256"]
+
+
+def test_job_sizing_never_imports_torch():
+    """jobs and models.shapes (what rules/common.smk uses while the DAG is built) size a model
+    job without importing torch or transformers; models.load does import them (the probe works)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from transformer_dynamics import jobs\n"
+        "import transformer_dynamics.models.shapes\n"
+        "from transformer_dynamics.models import model_dims, DTYPE_BYTES\n"
+        "mb = jobs.job_memory_mb({'source': 'embedded', 'dtype': 'bfloat16'})\n"
+        "print(mb, model_dims('embedded'), sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+        "import transformer_dynamics.models.load\n"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0].endswith("(30, 576) []"), out
+    assert out[1] == "['torch']", out
+
+
+def test_dtype_bytes_are_torchs():
+    from transformer_dynamics.models import DTYPE_BYTES, DTYPES
+
+    assert set(DTYPE_BYTES) == set(DTYPES)
+    assert all(DTYPE_BYTES[k] == torch.finfo(DTYPES[k]).bits // 8 for k in DTYPES)
+
+
+def _copy_with_layers(src: Path, dst: Path, layers: int | None = None) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    if layers is not None:
+        cfg = json.loads((dst / "config.json").read_text())
+        cfg["num_hidden_layers"] = layers
+        (dst / "config.json").write_text(json.dumps(cfg))
+    return dst
+
+
+@pytest.mark.parametrize("layers, what", [(3, r"1 weights in the files have no place in the model .*layers\.3\."),
+                                          (5, r"weights the model needs are missing from the files .*layers\.4\.")])
+def test_config_that_disagrees_with_the_weights_stops_the_load(tiny_model_dir, tmp_path, layers, what):
+    """config.json with a layer less (the last one would be dropped) or more (it would be
+    random) than the weights: an error naming config.json and the fix, not a silent load."""
+    src = _copy_with_layers(tiny_model_dir, tmp_path / "m", layers)
+    with pytest.raises(ModelLoadError) as err:
+        load_model(str(src), "float32", "cpu")
+    first = str(err.value).splitlines()[0]
+    assert first.startswith(f"{src / 'config.json'} and its weight files (model.safetensors): the weights do not "
+                            "match the config; correct config.json (e.g. num_hidden_layers"), first
+    import re
+
+    assert re.search(what.replace("1 weights", r"\d+ weights"), first), first
+    assert load_model(str(tiny_model_dir), "float32", "cpu").info["n_layers"] == 4  # the intact one loads
+
+
+def test_truncated_weight_file_is_named(tiny_model_dir, tmp_path):
+    src = _copy_with_layers(tiny_model_dir, tmp_path / "m")
+    weights = src / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(ModelLoadError) as err:
+        load_model(str(src), "float32", "cpu")
+    first = str(err.value).splitlines()[0]
+    assert first.startswith(f"{weights}: damaged weight file (it is truncated") and first.endswith(
+        "re-download the model or save it again with save_pretrained"), first
+
+
+def test_recorded_digest_is_of_the_loaded_tensors(tiny_model_dir, tmp_path):
+    """weights_sha256 is the digest of the tensors loaded: equal for equal tensors whatever the
+    file, different when one number differs."""
+    from safetensors.torch import load_file, save_file
+
+    from transformer_dynamics.models import weights_digest
+
+    a = load_model(str(tiny_model_dir), "float32", "cpu")
+    assert a.info["weights_sha256"] == weights_digest(a.model)
+    src = _copy_with_layers(tiny_model_dir, tmp_path / "m")
+    tensors = load_file(src / "model.safetensors")
+    save_file(tensors, src / "model.safetensors", metadata={"format": "pt"})  # the same tensors, a new file
+    assert load_model(str(src), "float32", "cpu").info["weights_sha256"] == a.info["weights_sha256"]
+    name = sorted(tensors)[-1]
+    tensors[name][0] += 0.5
+    save_file(tensors, src / "model.safetensors", metadata={"format": "pt"})
+    b = load_model(str(src), "float32", "cpu")
+    assert b.info["weights_sha256"] != a.info["weights_sha256"]
+    assert b.info["weights_file_sha256"] != a.info["weights_file_sha256"]

@@ -294,6 +294,23 @@ def test_resume_with_other_weights_or_dtype_discards_the_partial_store(tmp_path,
     assert "discarding the partial store" in log.getvalue() and "(model)" in log.getvalue()
 
 
+@pytest.mark.parametrize("change", [{"max_batch": 3}, {"max_tokens": 40}])
+def test_resume_with_another_batching_restarts_instead_of_mixing(tmp_path, monkeypatch, change):
+    """Killed, then resumed with another batch size: the partial store is discarded, naming the
+    batching, and the result is the one a clean run with the new batching writes."""
+    seqs = random_sequences(np.random.default_rng(13), 12)
+    interrupted_run(monkeypatch, tmp_path / "r.zarr", seqs, KeyboardInterrupt("killed"))  # batch_size: auto
+    log = io.StringIO()
+    stats = run(tmp_path / "r.zarr", seqs, log=log, **change)
+    assert "discarding the partial store" in log.getvalue() and "different batching" in log.getvalue(), log.getvalue()
+    assert "resuming" not in log.getvalue() and stats["chunks_computed"] == 3
+    run(tmp_path / "clean.zarr", seqs, **change)
+    a, b = store.open_store(tmp_path / "r.zarr"), store.open_store(tmp_path / "clean.zarr")
+    np.testing.assert_array_equal(a["rs"][:], b["rs"][:])
+    assert a.attrs["batching"] == b.attrs["batching"] == change
+    assert a.attrs["attn_implementation"] == loaded_tiny().model.config._attn_implementation != "None"
+
+
 def test_resume_with_the_same_content_resumes(tmp_path, monkeypatch):
     seqs = random_sequences(np.random.default_rng(12), 12)
     interrupted_run(monkeypatch, tmp_path / "r.zarr", seqs, KeyboardInterrupt("killed"))
