@@ -5,26 +5,14 @@
 import re
 from pathlib import Path
 
-import yaml
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
-from transformer_dynamics.jobs import BUCKET_LABELS, Plan, bucket_views, check_config, config_problems  # noqa: E402
+from transformer_dynamics.jobs import BUCKET_LABELS, bucket_views, plan_config  # noqa: E402
 from transformer_dynamics.provenance import script_code_sha256  # noqa: E402
 
-_problems = config_problems(
-    config, yaml.safe_load((Path(workflow.basedir) / "workflow/schemas/config.schema.yaml").read_text())
-)
-if _problems:
-    raise ValueError(
-        "invalid configuration (config.yaml plus any --configfile/--config):\n  "
-        + "\n  ".join(_problems)
-        + "\nEvery key, its type and default: workflow/schemas/config.schema.yaml"
-    )
-validate(config, "../workflow/schemas/config.schema.yaml", set_default=True)
-check_config(config)
-PLAN = Plan(config)
+PLAN = plan_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml", validate)
 MODELS, CONDITIONS, RESULTS, POSITIONS, STORES = PLAN.models, PLAN.conditions, PLAN.results, PLAN.positions, PLAN.stores
 ENV = "../envs/transformer-dynamics.yaml"
 BUCKET_VIEWS = r"positions/[^/]+/"

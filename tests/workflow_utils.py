@@ -66,6 +66,14 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900,
     return res
 
 
+def first_line(res: subprocess.CompletedProcess) -> str:
+    """The first line the workflow printed, past Snakemake's own notes (the harness passes
+    ``--configfile config.yaml``, which Snakemake says "extends" the workdir's config.yaml)."""
+    preamble = ("Config file ", "Assuming unrestricted shared filesystem")
+    return next((line for line in (res.stderr + res.stdout).splitlines()
+                 if line.strip() and not line.startswith(preamble)), "")
+
+
 def planned_jobs(workdir: Path, *args: str, env: dict | None = None) -> dict[str, int]:
     """Rule -> number of jobs in a dry run (``{}`` when there is nothing to do)."""
     res = snakemake(workdir, "-n", "--cores", "2", *args, env=env)

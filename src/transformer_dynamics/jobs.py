@@ -103,6 +103,46 @@ def check_config(cfg: dict[str, Any]) -> None:
             f"config.yaml: autoencoder.split {split} must be three positive fractions summing to 1 "
             f"(they sum to {sum(split):g}), e.g. [0.7, 0.15, 0.15]"
         )
+    if not src.startswith("wikitext-"):
+        # the embedded corpus and local files load in well under a second: too few texts is
+        # a config error now, not a failed job after the estimate (hub datasets: filter_corpus)
+        from .corpus import draw_samples, filter_texts, load_corpus
+
+        texts = load_corpus(src).texts
+        draw_samples(filter_texts(texts, cfg["corpus"]["min_chars"], cfg["corpus"]["max_chars"]),
+                     cfg["n_samples"], cfg["seed"])
+
+
+class ConfigError(SystemExit):
+    """A config that cannot work, raised at parse time: Snakemake prints nothing of its own for
+    a ``SystemExit``, so the message is line 1 of the output and no traceback follows."""
+
+    def __init__(self, message: str) -> None:
+        import sys
+
+        print(f"{message}\nNothing was run. Every key, its type and default: workflow/schemas/config.schema.yaml",
+              file=sys.stderr)
+        super().__init__(1)
+
+
+def plan_config(cfg: dict[str, Any], schema_file: Path, validate: Any) -> "Plan":
+    """The :class:`Plan` of ``cfg`` after every check, in order: unknown keys and wrong types
+    (:func:`config_problems`, all at once), the schema's defaults filled in by Snakemake's
+    ``validate``, then :func:`check_config` and the model sources. Any failure raises
+    :class:`ConfigError` (exit 1, the message naming key, value and fix on line 1)."""
+    from .models.errors import ModelLoadError
+    import yaml
+
+    problems = config_problems(cfg, yaml.safe_load(Path(schema_file).read_text()))
+    if problems:
+        raise ConfigError("invalid configuration (config.yaml plus any --configfile/--config):\n  "
+                          + "\n  ".join(problems))
+    validate(cfg, str(schema_file), set_default=True)
+    try:
+        check_config(cfg)
+        return Plan(cfg)
+    except (ValueError, ModelLoadError) as err:
+        raise ConfigError(str(err)) from None
 
 
 def job_memory_mb(spec: dict[str, Any], base_mb: int = 1500, factor: float = 1.15) -> int:
@@ -360,13 +400,31 @@ class Plan:
             how = f"{rate:.0f} tok/s measured in an earlier run" if rate else "throughput assumed from the model size"
             lines.append(f"  {m}: ~{fmt_seconds(est['total'])} (extraction of {len(todo)} condition(s) "
                          f"~{fmt_seconds(est['extraction'] * len(todo) / len(self.conditions))}, {how})")
+        slow, load, ncpu = busy_factor(cores)
+        where = (f"{cores} idle cores" if slow == 1.0 else
+                 f"{cores} cores on a busy machine (load average {load:.1f} on {ncpu} CPUs: times x{slow:.1f})")
         return "\n".join(
-            [f"Estimated time from scratch with {cores} idle cores (a busy machine takes longer; "
-             f"finished steps are skipped): ~{fmt_seconds(total)}"]
+            [f"Estimated time from scratch with {where} (finished steps are skipped): ~{fmt_seconds(total * slow)}"]
             + lines
             + ["Long jobs print '[rule wildcards] step k/n (%), elapsed, ETA' lines here; every job's full log "
                f"is in {self.results}/logs/ (e.g. tail -f {self.results}/logs/<model>/activations/extract/<condition>/000.log)."]
         )
+
+
+def busy_factor(cores: int) -> tuple[float, float, int]:
+    """How much longer than on an idle machine the run takes: ``(factor, load, cpus)``.
+
+    The run's ``cores`` busy threads share the CPUs this process may use with what already
+    runs (the 1-minute load average): with ``load + cores`` runnable threads on ``cpus``
+    CPUs each gets ``cpus / (load + cores)`` of one, so the factor is ``(load + cores) /
+    cpus`` when above 1 (1.0 below 1.1: an idle machine, or noise).
+    """
+    import os
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    load = os.getloadavg()[0]
+    factor = (load + min(cores, cpus)) / cpus
+    return (factor if factor > 1.1 else 1.0), load, cpus
 
 
 def estimate_runtime(

@@ -111,8 +111,11 @@ def test_a_local_corpus_that_is_not_there_stops_at_parse_time(tmp_path, monkeypa
     cfg["corpus"]["source"] = "data/corpus.csv"
     with pytest.raises(ValueError, match=r"^corpus.source: 'data/corpus.csv' is a .csv file"):
         jobs.check_config(cfg)
-    (tmp_path / "data" / "gone.txt").write_text("some text\n")
+    (tmp_path / "data" / "gone.txt").write_text("\n".join(f"text {i} " + "x" * 150 for i in range(3)) + "\n")
     cfg["corpus"]["source"] = "data/gone.txt"
+    with pytest.raises(ValueError, match=r"^only 3 texts pass the length filter, but n_samples=1000"):
+        jobs.check_config(cfg)
+    cfg["n_samples"] = 3
     jobs.check_config(cfg)
     assert jobs.Plan(cfg, dims={"smollm2-135m": (30, 576)}).corpus_files() == ["data/gone.txt"]
     for named in ("wiki-offline", "wikitext-2-raw-v1"):
@@ -131,3 +134,18 @@ def test_job_labels_read_well_for_every_view():
     assert job_label(job(model="m", view="", condition="original", block="003")) == "unit_block_stats m/original/003"
     assert job_label(job(model="m", view="positions/2-3/", condition="original", block="003")) == \
         "unit_block_stats m/positions/2-3/original/003"
+
+
+def test_the_estimate_scales_with_the_load_already_on_the_machine(monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.0, 0.0))
+    assert jobs.busy_factor(2) == (1.0, 0.1, 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (4.0, 0.0, 0.0))
+    assert jobs.busy_factor(2) == (3.0, 4.0, 2)  # 6 runnable threads on 2 CPUs
+    plan = jobs.Plan(filled(), dims={"smollm2-135m": (30, 576)})
+    busy = plan.runtime_estimate_message(2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    idle = plan.runtime_estimate_message(2)
+    assert "busy machine (load average 4.0 on 2 CPUs: times x3.0)" in busy and "2 idle cores" in idle

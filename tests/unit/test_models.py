@@ -265,3 +265,10 @@ def test_recorded_digest_is_of_the_loaded_tensors(tiny_model_dir, tmp_path):
     b = load_model(str(src), "float32", "cpu")
     assert b.info["weights_sha256"] != a.info["weights_sha256"]
     assert b.info["weights_file_sha256"] != a.info["weights_file_sha256"]
+
+
+def test_software_versions_name_the_package_code():
+    from transformer_dynamics.models.load import software_versions
+
+    v = software_versions()
+    assert {"torch", "transformers", "numpy"} <= set(v) and len(v["transformer_dynamics_code_sha256"]) == 64

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from test_reruns import edited_config, local_inputs_base, write_local_corpus  # noqa: F401 (fixture)
-from workflow_utils import planned_jobs, snakemake
+from workflow_utils import first_line, planned_jobs, snakemake
 
 pytestmark = [pytest.mark.workflow]
 
@@ -78,11 +78,7 @@ def test_a_missing_input_stops_naming_the_key_on_line_one(run, case, edit_config
     with edited_config(run, edit_config):
         res = snakemake(run, "-n", "--cores", "1", STORE, check=False)
     assert res.returncode != 0, f"{case}: a dry run with a missing input planned: {res.stdout[-2000:]}"
-    # Snakemake's own notes come first (the harness passes --configfile config.yaml, which
-    # "extends" the workdir's config.yaml); the workflow's first line is the error
-    preamble = ("Config file ", "Assuming unrestricted shared filesystem")
-    first = next(line for line in (res.stderr + res.stdout).splitlines()
-                 if line.strip() and not line.startswith(preamble))
+    first = first_line(res)
     assert key in first, f"{case}: first line {first!r} does not name {key}"
 
 
