@@ -38,7 +38,7 @@ per-unit analyses read ``rs[:, :, u0:u1]`` for all rows touching only the chunks
 block (see docs/store.md for the measurement behind the default sizes). Everything but ``rs``
 is known before the capture and written when the store is created (:func:`create_store`);
 ``rs`` is filled by :class:`RowWriter`. Values are stored as float32 whatever the model's
-dtype (the dtype is in the attrs). ``format_version`` 3; readers refuse older stores with
+dtype (the dtype is in the attrs). ``format_version`` 4; readers refuse older stores with
 the fix (re-extract).
 
 Integrity: every chunk of every array carries a CRC32C checksum (codecs ``zstd`` then
@@ -46,7 +46,11 @@ Integrity: every chunk of every array carries a CRC32C checksum (codecs ``zstd``
 (:func:`read_rs`, :func:`read_units`, :func:`iter_samples`, :func:`checked`, and
 :class:`ActivationStore`, the face the analyses use) refuse a missing,
 truncated or corrupted chunk with a :class:`StoreIntegrityError` naming the store, the array
-and the chunk, instead of returning the fill value (NaN) or a bare codec error.
+and the chunk, instead of returning the fill value (NaN) or a bare codec error. A finalized
+store holds a chunk manifest (``chunk_manifest.json``: its ``store_id`` and each chunk's CRC32C
+by array and chunk index, :func:`write_manifest`); the readers and :func:`verify` refuse an
+intact chunk that is not the one the manifest holds at its place (two chunks swapped, or a
+chunk copied from another store).
 :func:`verify` re-checks a whole store; :func:`finalize` runs it before a store is declared
 complete.
 """
@@ -69,11 +73,14 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from .sublayers import hook_names, kinds_of, layers_of, pre_attention_index
 
-FORMAT_VERSION = 3  # 2: CRC32C checksum on every chunk; 3: one format for every token layout (attrs layout, row_chunk)
+FORMAT_VERSION = 4  # 2: CRC32C checksum on every chunk; 3: one format for every token layout (attrs layout, row_chunk);
+# 4: the chunk manifest (each chunk bound to its array, its index and its store)
+MANIFEST = "chunk_manifest.json"
 
 
 class StoreIntegrityError(RuntimeError):
-    """A chunk of a store is missing, truncated or fails its checksum."""
+    """A chunk of a store is missing, truncated, fails its checksum, or is not the chunk the
+    store's manifest holds at that place (swapped, or copied from another store)."""
 
 
 def _compressors() -> tuple[Any, ...]:
@@ -376,17 +383,90 @@ class RowWriter:
 
 
 def finalize(path: str | Path) -> None:
-    """Check every chunk is written and intact (:func:`verify`), then mark the store complete
-    and consolidate metadata for fast opening."""
+    """Check every chunk is written and intact (:func:`verify`), write the chunk manifest
+    (:func:`write_manifest`), then mark the store complete and consolidate metadata for fast
+    opening."""
     g = open_store(path, mode="r+")
     missing = pending_chunks(g)
     if missing:
         raise RuntimeError(f"{path}: sample chunks {missing} were never written")
     verify(g)
+    write_manifest(g)
     g.attrs["complete"] = True
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         zarr.consolidate_metadata(str(path))
+
+
+def _chunk_grid(arr: zarr.Array) -> list[tuple[int, ...]]:
+    return list(itertools.product(*(range(-(-n // c)) for n, c in zip(arr.shape, arr.chunks))))
+
+
+def _chunk_tail(path: Path) -> int:
+    """The CRC32C a chunk file ends with (the ``crc32c`` codec appends it to the compressed
+    bytes): 4 bytes read, no decoding."""
+    with open(path, "rb") as f:
+        f.seek(-4, os.SEEK_END)
+        return int.from_bytes(f.read(4), "little")
+
+
+def _store_root(group: zarr.Group) -> Path | None:
+    root = getattr(group.store_path.store, "root", None)
+    return None if root is None else Path(root) / group.store_path.path
+
+
+def write_manifest(group: zarr.Group) -> dict[str, Any]:
+    """Write ``chunk_manifest.json`` into the store: for every array (but ``chunk_done``) the
+    CRC32C of each chunk in grid order, under a fresh ``store_id``.
+
+    The checksum of each chunk proves its bytes are intact but not that they are in their
+    place: a chunk swapped with another of the same array, or copied from another store at the
+    same index, passes it. The manifest binds each chunk's checksum to its array and its index
+    in this store, and every read (:class:`CheckedArray`) and :func:`verify` compare the file's
+    checksum with the manifest's. Written by :func:`finalize` after :func:`verify`.
+    """
+    import uuid
+
+    root = _store_root(group)
+    if root is None:
+        raise ValueError(f"{_store_name(group)}: the chunk manifest needs a store on a local file system")
+    arrays = {}
+    for name, arr in sorted(group.arrays()):
+        if name == "chunk_done":
+            continue
+        arrays[name] = [_chunk_tail(root / name / arr.metadata.encode_chunk_key(c)) for c in _chunk_grid(arr)]
+    manifest = {"store_id": uuid.uuid4().hex, "checksum": "crc32c, the last 4 bytes of each chunk file",
+                "order": "chunk grid, C order", "arrays": arrays}
+    (root / MANIFEST).write_text(json.dumps(manifest, separators=(",", ":")))
+    _MANIFESTS.pop(str(root), None)
+    return manifest
+
+
+_MANIFESTS: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
+
+
+def read_manifest(group: zarr.Group) -> dict[str, Any] | None:
+    """The store's chunk manifest, or ``None`` for a store not yet finalized. A finalized
+    store (attr ``complete``) without one is an error naming the fix."""
+    root = _store_root(group)
+    if root is None:
+        return None
+    p = root / MANIFEST
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        if group.attrs.get("complete"):
+            raise StoreIntegrityError(
+                f"{_store_name(group)}: {MANIFEST} is missing from a finished store, so its chunks cannot be "
+                "checked to be in their place; delete the store and run snakemake again"
+            ) from None
+        return None
+    key = (st.st_mtime_ns, st.st_size)
+    hit = _MANIFESTS.get(str(root))
+    if hit is None or hit[0] != key:
+        hit = (key, json.loads(p.read_text()))
+        _MANIFESTS[str(root)] = hit
+    return hit[1]
 
 
 def _as_group(path_or_group: str | Path | zarr.Group) -> zarr.Group:
@@ -403,10 +483,15 @@ class CheckedArray:
     and unit-step slices (what the analyses use).
     """
 
-    def __init__(self, array: zarr.Array, store_name: str) -> None:
+    def __init__(self, array: zarr.Array, store_name: str, manifest: dict[str, Any] | None = None) -> None:
         self.array = array
         self.store_name = store_name
         self.name = array.path.rsplit("/", 1)[-1]
+        self.expected = None if manifest is None else manifest["arrays"].get(self.name)
+        if manifest is not None and self.expected is None and self.name != "chunk_done":
+            raise StoreIntegrityError(f"{store_name}: array '{self.name}' is not in the store's {MANIFEST}; "
+                                      "delete the store and run snakemake again")
+        self.grid = tuple(-(-n // c) for n, c in zip(array.shape, array.chunks))
 
     shape = property(lambda self: self.array.shape)
     chunks = property(lambda self: self.array.chunks)
@@ -439,7 +524,8 @@ class CheckedArray:
         return ranges
 
     def check_present(self, coords_list: Any) -> None:
-        """Raise if any of the chunks in ``coords_list`` is absent from the store."""
+        """Raise if any of the chunks in ``coords_list`` is absent from the store, or (in a
+        finalized store) is not the chunk its manifest holds at that place."""
         store = self.array.store_path.store
         root = getattr(store, "root", None)
         for coords in coords_list:
@@ -450,6 +536,16 @@ class CheckedArray:
                     f"{self._where(coords)} is missing: the store is damaged or incomplete; re-run "
                     "the extraction (delete the store, then run snakemake again)"
                 )
+            if self.expected is not None and root is not None:
+                want = self.expected[int(np.ravel_multi_index(coords, self.grid))]
+                got = _chunk_tail(Path(root, key))
+                if got != want:
+                    self._decode(coords)  # a damaged chunk is "corrupted", not "misplaced"
+                    raise StoreIntegrityError(
+                        f"{self._where(coords)} is misplaced: its checksum {got:#010x} is not the {want:#010x} "
+                        f"the store's {MANIFEST} holds for this chunk (a chunk moved from another place or "
+                        "another store); delete the store and run snakemake again"
+                    )
 
     def _region(self, coords: tuple[int, ...]) -> tuple[slice, ...]:
         return tuple(slice(i * c, min(n, (i + 1) * c)) for i, c, n in zip(coords, self.chunks, self.shape))
@@ -461,14 +557,18 @@ class CheckedArray:
             return self.array[sel]
         except Exception as exc:  # find the chunk that does not decode, name it
             for c in coords:
-                try:
-                    self.array[self._region(c)]
-                except Exception as inner:
-                    raise StoreIntegrityError(
-                        f"{self._where(c)} is corrupted ({type(inner).__name__}: {inner}); re-run the "
-                        "extraction (delete the store, then run snakemake again)"
-                    ) from inner
+                self._decode(c)
             raise exc
+
+    def _decode(self, coords: tuple[int, ...]) -> None:
+        """Raise :class:`StoreIntegrityError` if the chunk at ``coords`` does not decode."""
+        try:
+            self.array[self._region(coords)]
+        except Exception as inner:
+            raise StoreIntegrityError(
+                f"{self._where(coords)} is corrupted ({type(inner).__name__}: {inner}); re-run the "
+                "extraction (delete the store, then run snakemake again)"
+            ) from inner
 
 
 def _sync(coro: Any) -> Any:
@@ -480,7 +580,7 @@ def _sync(coro: Any) -> Any:
 def checked(path_or_group: str | Path | zarr.Group, name: str = "rs") -> CheckedArray:
     """The array ``name`` of a store, wrapped so that reads fail on a bad chunk (:class:`CheckedArray`)."""
     g = _as_group(path_or_group)
-    return CheckedArray(g[name], _store_name(g))
+    return CheckedArray(g[name], _store_name(g), read_manifest(g))
 
 
 def _store_name(group: zarr.Group) -> str:
@@ -719,8 +819,9 @@ def gather(shards: Sequence[str | Path], path: str | Path, drop_attrs: Sequence[
 
 
 def verify(path_or_group: str | Path | zarr.Group, check_finite: bool = True, workers: int | None = None) -> dict[str, int]:
-    """Re-check a store: every chunk of every array is present and passes its checksum, and
-    (``check_finite``) ``rs`` holds no NaN/inf.
+    """Re-check a store: every chunk of every array is present, passes its checksum and (in a
+    finalized store) is the chunk the manifest holds at its place, and (``check_finite``)
+    ``rs`` holds no NaN/inf.
 
     Reads the store once, one chunk at a time in each of ``workers`` threads (default: the
     CPUs this process may use, at most 8). Raises :class:`StoreIntegrityError` naming the
@@ -733,10 +834,11 @@ def verify(path_or_group: str | Path | zarr.Group, check_finite: bool = True, wo
             f"{name}: format_version {g.attrs.get('format_version', 1)} stores carry no chunk checksums "
             "and cannot be verified; re-run the extraction to write a checksummed store"
         )
+    manifest = read_manifest(g)
     counts = {}
     for arr_name, arr in sorted(g.arrays()):
-        view = CheckedArray(arr, name)
-        grid = list(itertools.product(*(range(-(-n // c)) for n, c in zip(arr.shape, arr.chunks))))
+        view = CheckedArray(arr, name, manifest)
+        grid = _chunk_grid(arr)
         view.check_present(grid)
 
         def check(coords: tuple[int, ...], view: CheckedArray = view, arr_name: str = arr_name) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 
 import numpy as np
@@ -375,3 +376,66 @@ def test_row_and_text_tables_read_both_layouts_under_one_name(tmp_path):
     for k in ("sample", "corpus_index", "n_tokens", "text"):
         np.testing.assert_array_equal(ta[k], tb[k], err_msg=k)
     np.testing.assert_array_equal(tb["first_row"], np.concatenate([[0], np.cumsum([len(k) for k in keep])[:-1]]))
+
+
+# --- chunks bound to their place and their store (the manifest) ------------------------------
+
+
+def swap(a, b):
+    da, db = a.read_bytes(), b.read_bytes()
+    a.write_bytes(db)
+    b.write_bytes(da)
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["last", "positions"])
+@pytest.mark.parametrize("fault", ["swap rows", "swap units", "from another store"])
+def test_an_intact_chunk_in_the_wrong_place_is_refused(tmp_path, keep, fault):
+    """Each chunk passes its own CRC32C; only the manifest shows it is not the chunk of its place."""
+    seqs = random_sequences(np.random.default_rng(21), 10, lo=3, hi=9)
+    kw = {"keep": [np.arange(len(s)) for s in seqs]} if keep else {}
+    path, other = tmp_path / "s.zarr", tmp_path / "o.zarr"
+    run(path, seqs, **kw)
+    full = store.read_rs(path)
+    if fault == "swap rows":
+        swap(chunk_file(path, (0, 0, 1)), chunk_file(path, (1, 0, 1)))
+        bad = r"chunk 0\.0\.1"
+    elif fault == "swap units":
+        swap(chunk_file(path, (1, 0, 0)), chunk_file(path, (1, 0, 1)))
+        bad = r"chunk 1\.0\.0"
+    else:  # the same index of a store of other texts (e.g. the other condition's)
+        run(other, [s[::-1] for s in seqs], **kw)  # same shape, other texts
+        f = chunk_file(path, (1, 0, 2))
+        f.unlink()  # break the hard link to the work twin, as cp would
+        f.write_bytes(chunk_file(other, (1, 0, 2)).read_bytes())
+        bad = r"chunk 1\.0\.2"
+    where = rf"{path}: array 'rs', {bad} .*is misplaced"
+    for read in (lambda: store.read_rs(path), lambda: store.verify(path),
+                 lambda: store.ActivationStore(path).units(0, 32), lambda: list(store.iter_samples(path))):
+        with pytest.raises(store.StoreIntegrityError, match=where):
+            read()
+    np.testing.assert_array_equal(store.read_rs(path, (slice(None), slice(None), slice(24, 32))), full[:, :, 24:])
+
+
+def test_a_swapped_coordinate_chunk_and_a_missing_manifest_are_refused(tmp_path):
+    seqs = random_sequences(np.random.default_rng(23), 10)
+    path = tmp_path / "s.zarr"
+    run(path, seqs)
+    manifest = json.loads((path / store.MANIFEST).read_text())
+    assert len(manifest["store_id"]) == 32 and len(manifest["arrays"]["rs"]) == 3 * 4
+    assert "chunk_done" not in manifest["arrays"] and "sample" in manifest["arrays"]
+    swap(path / "corpus_index" / "c" / "0", path / "corpus_index" / "c" / "1")
+    with pytest.raises(store.StoreIntegrityError, match=r"array 'corpus_index', chunk 0 .*is misplaced"):
+        store.text_table(path)
+    swap(path / "corpus_index" / "c" / "0", path / "corpus_index" / "c" / "1")
+    assert store.text_table(path)["corpus_index"].tolist() == [10 * i for i in range(10)]
+    (path / store.MANIFEST).unlink()
+    with pytest.raises(store.StoreIntegrityError, match=r"chunk_manifest.json is missing from a finished store"):
+        store.read_rs(path)
+
+
+def test_gather_refuses_a_shard_with_a_misplaced_chunk(tmp_path):
+    seqs = random_sequences(np.random.default_rng(24), 8)
+    parts = extract_shards(tmp_path, loaded_tiny(), seqs, [(0, 4), (4, 8)], 20)
+    swap(chunk_file(parts[0], (0, 0, 0)), chunk_file(parts[0], (0, 0, 1)))
+    with pytest.raises(store.StoreIntegrityError, match=r"shard0.zarr: array 'rs', chunk 0\.0\.0 .*is misplaced"):
+        extraction.gather_shards(parts, tmp_path / "g.zarr")
