@@ -13,7 +13,7 @@ with rule_logging(snakemake):
         acts = open_view(snakemake.input.store, made_for=snakemake.params.made_for, **(snakemake.params.view or {}))
         a = acts.units(u0, u1)
         tables = unit_stats.unit_block_tables(
-            a, acts.labels, u0, snakemake.params.mi_grid, snakemake.params.correlation_pairs
+            a, acts.labels, u0, snakemake.params.mi_grid, snakemake.params.correlation_pairs, progress=True
         )
         for name, table in tables.items():
             table.to_parquet(snakemake.output[name], index=False)

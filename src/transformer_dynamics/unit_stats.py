@@ -134,11 +134,13 @@ def block_unit_table(
     u0: int = 0,
     mi_grid: int = 128,
     r: np.ndarray | None = None,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """One row per unit x consecutive transition: Pearson r and MI in nats (Fig 1C, 1G).
 
     ``r`` (shape ``(2L-1, n_units)``), when given, is the block's Pearson r over the
-    consecutive transitions, already computed (:func:`unit_block_tables`).
+    consecutive transitions, already computed (:func:`unit_block_tables`). ``progress``:
+    the MI's progress lines on the terminal.
 
     Columns: ``unit``, ``transition``, ``from_sublayer``, ``to_sublayer``, ``type``, ``depth``,
     ``pearson_r``, ``mi_nats``, ``mean_from``, ``mean_to``.
@@ -148,7 +150,7 @@ def block_unit_table(
     tr = transition_table(labels, "consecutive")
     src, dst = tr["src"].to_numpy(), tr["dst"].to_numpy()
     r = pearson(a, src, dst) if r is None else r
-    mi = mi_transitions(a, src, dst, grid=mi_grid)
+    mi = mi_transitions(a, src, dst, grid=mi_grid, progress=progress)
     means = np.asarray(a, dtype=np.float64).mean(axis=0)
     T, U = r.shape
     out = tr.loc[np.repeat(np.arange(T), U), ["transition", "from_sublayer", "to_sublayer", "type", "depth"]]
@@ -167,6 +169,7 @@ def unit_block_tables(
     u0: int = 0,
     mi_grid: int = 128,
     correlation_pairs: str = "consecutive",
+    progress: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """Every per-unit statistic of one unit block (§2.2-2.5, Fig 1B-D, 1G-H).
 
@@ -186,7 +189,7 @@ def unit_block_tables(
     r = pearson(a, tr["src"].to_numpy(), tr["dst"].to_numpy())
     consecutive = r if correlation_pairs == "consecutive" else r[(tr["type"] != "skip").to_numpy()]
     return {
-        "units": block_unit_table(a, labels, u0, mi_grid=mi_grid, r=consecutive),
+        "units": block_unit_table(a, labels, u0, mi_grid=mi_grid, r=consecutive, progress=progress),
         "means": unit_means(a, labels, u0),
         "rdist": correlation_distribution(r, u0),
     }

@@ -308,3 +308,18 @@ def test_windowed_densities_equal_the_exact_sum_sample_by_sample():
             for row, f in zip((2, 3), off):
                 assert f.sum() >= 3, (seed, row, f.sum())
                 assert rel[row, f].max() < 1e-5, (name, seed, row, rel[row, f].max())
+
+
+def test_mi_progress_lines_change_no_number(capsys):
+    from transformer_dynamics.progress import set_terminal
+
+    a = np.random.default_rng(41).normal(size=(200, 3, 4))
+    set_terminal(None, "unit_block_stats m/000")
+    try:
+        quiet = mi_transitions(a, np.arange(2), np.arange(1, 3), batch=3)
+        loud = mi_transitions(a, np.arange(2), np.arange(1, 3), batch=3, progress=True)
+    finally:
+        set_terminal(None, "")
+    np.testing.assert_array_equal(quiet, loud)
+    err = capsys.readouterr().err
+    assert "[unit_block_stats m/000] MI pair batch 1/3 (33%)" in err and "MI pair batch 3/3 (100%)" in err

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..progress import Progress
+
 from .grid import _kde_1d_at_samples, _kde_2d_at_samples
 from .reference import EPS
 from .ties import _heavily_tied
@@ -53,7 +55,8 @@ def mi_fast(x: np.ndarray, y: np.ndarray, grid: int = 256, grid_1d: int = 512, b
 
 @torch.inference_mode()
 def mi_transitions(
-    a: np.ndarray, src: np.ndarray, dst: np.ndarray, grid: int = 256, grid_1d: int = 512, batch: int = 256
+    a: np.ndarray, src: np.ndarray, dst: np.ndarray, grid: int = 256, grid_1d: int = 512, batch: int = 256,
+    progress: bool = False,
 ) -> np.ndarray:
     """MI of every unit between sublayers ``src[t]`` and ``dst[t]``, for a block of units.
 
@@ -65,6 +68,7 @@ def mi_transitions(
     ----------
     a : ndarray, shape (n_samples, n_sublayers, n_units)
     src, dst : int arrays, shape (n_transitions,)
+    progress : print ``MI pair batch k/n, ETA`` lines on the terminal (:mod:`..progress`)
 
     Returns
     -------
@@ -90,8 +94,11 @@ def mi_transitions(
     # pairs of similar extent share a batch (and so mostly one grid size)
     ext = (rows.max(1).values - rows.min(1).values) / torch.where(ok, sd, torch.ones_like(sd))
     todo = todo[torch.argsort(torch.maximum(ext[ri[todo]], ext[rj[todo]]), stable=True)]
-    for s in range(0, len(todo), batch):
+    bar = Progress(-(-len(todo) // batch), "MI pair batch", min_interval=10.0) if progress else None
+    for k, s in enumerate(range(0, len(todo), batch)):
         sel = todo[s : s + batch]
         pxy = _kde_2d_at_samples(rows[ri[sel]], rows[rj[sel]], grid, tied=(tied[ri[sel]], tied[rj[sel]]))
         out[sel] = (torch.log(pxy + EPS) - torch.log(marg[ri[sel]] * marg[rj[sel]] + EPS)).mean(1)
+        if bar is not None:
+            bar.update(k + 1, f"{len(todo)} unit x transition pairs")
     return out.numpy().reshape(len(src), U)
