@@ -57,7 +57,48 @@ def main() -> None:
         mb = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
         print(f"{str((sc, S, uc)):<34}{files:>7}{mb:>7.0f}{w:>9.2f}{r:>14.3f}{st:>10.2f}")
     checksum_cost(data, tmp, args.repeat)
+    write_throughput(data, tmp, args.repeat)
     shutil.rmtree(tmp)
+
+
+def write_throughput(data: np.ndarray, tmp: Path, repeat: int) -> None:
+    """Store writes (RowWriter) against the codec's own throughput, float32 and bfloat16."""
+    import google_crc32c
+    from numcodecs import Zstd
+
+    from transformer_dynamics import store
+    from transformer_dynamics.sublayers import sublayer_labels
+
+    N, S, D = data.shape
+    sc, uc = 100, 64
+    bf = (np.ascontiguousarray(data).view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32)  # exact in bfloat16
+    gb = bf.nbytes / 1e9
+    print(f"\nwrite throughput at chunks {(sc, S, uc)}, {gb:.2f} GB of float32 activations exact in bfloat16, "
+          f"best of {repeat}")
+    print(f"{'rs stored as':<14}{'MB on disk':>11}{'codec GB/s':>12}{'store GB/s':>12}{'store / codec':>15}")
+    zstd = Zstd(level=0)
+    for rs_dtype in ("float32", "bfloat16"):
+        enc = store.encode_rs(bf, rs_dtype)
+        chunks = [np.ascontiguousarray(enc[s0 : s0 + sc, :, u0 : u0 + uc])
+                  for s0 in range(0, N, sc) for u0 in range(0, D, uc)]
+        codec = w = float("inf")
+        for _ in range(repeat):
+            t = time.perf_counter()
+            for c in chunks:
+                google_crc32c.value(zstd.encode(c))
+            codec = min(codec, time.perf_counter() - t)
+            path = tmp / f"write_{rs_dtype}.zarr"
+            g = store.create_store(path, sublayer_labels(S // 2), D, np.arange(N), np.arange(N),
+                                   [[1, 2]] * N, row_chunk=sc, unit_chunk=uc, rs_dtype=rs_dtype)
+            t = time.perf_counter()
+            writer = store.RowWriter(g)
+            for s0 in range(0, N, sc):
+                writer.add(s0, bf[s0 : s0 + sc])
+            writer.close()
+            w = min(w, time.perf_counter() - t)
+        assert np.array_equal(store.read_rs(path).view(np.uint32), bf.view(np.uint32))
+        mb = sum(p.stat().st_size for p in (path / "rs").rglob("*") if p.is_file()) / 1e6
+        print(f"{rs_dtype:<14}{mb:>11.1f}{gb / codec:>12.2f}{gb / w:>12.2f}{codec / w:>14.0%}")
 
 
 def checksum_cost(data: np.ndarray, tmp: Path, repeat: int) -> None:

@@ -64,6 +64,7 @@ rule extract_shard:
         batch_size=config["batch_size"],
         row_chunk=store_row_chunk,
         unit_chunk=config["extraction"]["unit_chunk"],
+        store_dtype=config["extraction"]["store_dtype"],
         seed=config["seed"],
     script:
         "../scripts/extract_shard.py"

@@ -46,5 +46,6 @@ with rule_logging(snakemake):
         unit_chunk=p.unit_chunk,
         max_batch=None if batch == "auto" else int(batch),
         attrs=attrs,
+        store_dtype=p.store_dtype,
     )
     print(json.dumps(stats))

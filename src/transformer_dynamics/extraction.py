@@ -98,6 +98,16 @@ def numerics(model: Any, max_tokens: int | None, max_batch: int | None) -> dict[
             "attn_implementation": str(getattr(getattr(model, "config", None), "_attn_implementation", None))}
 
 
+def resolve_store_dtype(store_dtype: str, model_dtype: str) -> str:
+    """The dtype ``rs`` is stored in: float32, or with ``store_dtype: model`` the model's dtype
+    (float32 models stay float32)."""
+    if store_dtype == "float32":
+        return "float32"
+    if store_dtype == "model":
+        return model_dtype if model_dtype in store.RS_DTYPES else "float32"
+    raise ValueError(f"extraction.store_dtype: {store_dtype!r}; use float32 or model")
+
+
 def resume_or_create(work: Path, parts: dict[str, str], create: Callable[[], Any], log: Any) -> Any:
     """The partial store at ``work`` if it was started with the same fingerprint ``parts``
     (printing how many chunks are left), else a new one from ``create()`` (printing why the
@@ -163,6 +173,7 @@ def extract_to_store(
     work_path: str | Path | None = None,
     log: Any = None,
     overlap_writes: bool | None = None,
+    store_dtype: str = "float32",
 ) -> dict[str, float]:
     """Capture the kept tokens of every sequence and write a complete store at ``path``.
 
@@ -191,6 +202,8 @@ def extract_to_store(
         see :func:`publish`). A partial store with the same fingerprint is resumed.
     overlap_writes : write chunk k in a background thread while the next group is captured
         (default: when the model is not on the CPU).
+    store_dtype : ``float32`` (default) or ``model``: the values in the model's dtype when it
+        is bfloat16 or float16 (half the bytes, no value changed; see :func:`store.encode_rs`).
 
     Returns
     -------
@@ -215,6 +228,8 @@ def extract_to_store(
     )
     attrs["code_sha256"] = code_sha256(["extraction"])
     attrs.update(numerics(m, max_tokens, max_batch))
+    rs_dtype = resolve_store_dtype(store_dtype, str(loaded.info.get("dtype", "float32")))
+    attrs["store_dtype"] = store_dtype
     first, n_rows = store.rows_per_text(keep, len(token_ids))
     shape = (int(n_rows.sum()), len(labels), D)
     parts = _fingerprint_parts(attrs, loaded.info, shape)
@@ -223,6 +238,7 @@ def extract_to_store(
     group = resume_or_create(work, parts, lambda: store.create_store(
         work, labels, D, sample_ids, corpus_index, token_ids, keep, texts, token_width=width,
         row_chunk=row_chunk, unit_chunk=unit_chunk, attrs={**attrs, "fingerprint": fp, "fingerprint_parts": parts},
+        rs_dtype=rs_dtype,
     ), log)
     groups = capture_groups(n_rows, int(group["rs"].chunks[0]))
     g0, row = resume_point(group, first, groups)

@@ -37,8 +37,10 @@ and in both::
 per-unit analyses read ``rs[:, :, u0:u1]`` for all rows touching only the chunks of their unit
 block (see docs/store.md for the measurement behind the default sizes). Everything but ``rs``
 is known before the capture and written when the store is created (:func:`create_store`);
-``rs`` is filled by :class:`RowWriter`. Values are stored as float32 whatever the model's
-dtype (the dtype is in the attrs). ``format_version`` 4; readers refuse older stores with
+``rs`` is filled by :class:`RowWriter`. Values are stored as float32 (default) or, with
+``extraction.store_dtype: model``, in the model's half-precision dtype without rounding
+(attr ``rs_dtype``; bfloat16 as its bits in ``uint16``: :func:`decode_rs`); every reader here
+returns float32. ``format_version`` 4; readers refuse older stores with
 the fix (re-extract).
 
 Integrity: every chunk of every array carries a CRC32C checksum (codecs ``zstd`` then
@@ -86,6 +88,46 @@ class StoreIntegrityError(RuntimeError):
 def _compressors() -> tuple[Any, ...]:
     """zstd (zarr's default, level 0) followed by a CRC32C checksum of the compressed bytes."""
     return (ZstdCodec(level=0), Crc32cCodec())
+
+
+RS_DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "uint16"}
+"""How ``rs`` is stored for each value dtype (attr ``rs_dtype``): numpy and Zarr have no
+bfloat16, so bfloat16 values are stored as their 16 bits in a ``uint16`` array (the upper half
+of the float32 with the same value; :func:`decode_rs`)."""
+
+_FILL = {"float32": np.nan, "float16": np.nan, "bfloat16": 0x7FC0}  # NaN in each encoding
+
+
+def encode_rs(values: np.ndarray, rs_dtype: str) -> np.ndarray:
+    """``values`` (float32) as stored for ``rs_dtype``; raises ``ValueError`` if that loses
+    anything (a bfloat16 model's activations are exact in bfloat16: nothing is rounded)."""
+    values = np.asarray(values, dtype=np.float32)
+    if rs_dtype == "float32":
+        return values
+    if rs_dtype == "float16":
+        out = values.astype(np.float16)
+    elif rs_dtype == "bfloat16":
+        out = (np.ascontiguousarray(values).view(np.uint32) >> 16).astype(np.uint16)
+    else:
+        raise ValueError(f"unknown rs_dtype {rs_dtype!r} (use one of {sorted(RS_DTYPES)})")
+    back = decode_rs(out, rs_dtype)
+    same = (back == values) | (np.isnan(back) & np.isnan(values))
+    if not same.all():
+        raise ValueError(
+            f"{int((~same).sum())} of {same.size} values are not exact in {rs_dtype} (e.g. {values[~same][0]!r}): "
+            "a store in the model's dtype holds what a model of that dtype computes; use extraction.store_dtype: "
+            "float32 for this model"
+        )
+    return out
+
+
+def decode_rs(stored: np.ndarray, rs_dtype: str) -> np.ndarray:
+    """Stored ``rs`` values as float32 (bit-exact: every bfloat16 and float16 is a float32).
+    In a notebook: ``(ds.rs.values.astype("uint32") << 16).view("float32")`` for a bfloat16
+    store (attr ``rs_dtype``), ``ds.rs.astype("float32")`` for float16."""
+    if rs_dtype == "bfloat16":
+        return (np.asarray(stored).astype(np.uint32) << 16).view(np.float32)
+    return np.asarray(stored).astype(np.float32, copy=False)
 
 
 @contextlib.contextmanager
@@ -207,15 +249,18 @@ def create_store(
     row_chunk: int = 100,
     unit_chunk: int = 64,
     attrs: dict[str, Any] | None = None,
+    rs_dtype: str = "float32",
 ) -> zarr.Group:
     """Create a store (overwriting ``path``) with every array but ``rs`` written.
 
     ``rs`` is filled row chunk by row chunk (:class:`RowWriter`). ``keep=None``: the last
     token of each text (layout ``last``), else the positions ``keep[i]`` of text ``i``
-    (layout ``positions``); see the module docstring for both layouts.
+    (layout ``positions``); see the module docstring for both layouts. ``rs_dtype``: the
+    dtype of the stored values (:data:`RS_DTYPES`).
     """
     layout, per_row, per_text = layout_arrays(sample_ids, corpus_index, token_ids, keep, texts, token_width)
-    return create_from_arrays(path, layout, sublayers, d_model, per_row, per_text, row_chunk, unit_chunk, attrs)
+    return create_from_arrays(path, layout, sublayers, d_model, per_row, per_text, row_chunk, unit_chunk, attrs,
+                              rs_dtype)
 
 
 def create_from_arrays(
@@ -228,8 +273,11 @@ def create_from_arrays(
     row_chunk: int,
     unit_chunk: int,
     attrs: dict[str, Any] | None = None,
+    rs_dtype: str = "float32",
 ) -> zarr.Group:
     """:func:`create_store` from the arrays of :func:`layout_arrays` (also used by :func:`gather`)."""
+    if rs_dtype not in RS_DTYPES:
+        raise ValueError(f"unknown rs_dtype {rs_dtype!r} (use one of {sorted(RS_DTYPES)})")
     rdim, tdim = row_dim(layout), text_dim(layout)
     n_rows = len(per_row["sample"]) if per_row else len(per_text["sample"])
     with _writing():
@@ -242,8 +290,11 @@ def create_from_arrays(
         n_chunks = -(-n_rows // c)
         rs = _new_array(
             g, "rs", (n_rows, n_sub, d_model), (rdim, "sublayer", "unit"),
-            dtype="float32", chunks=(c, n_sub, min(unit_chunk, d_model)), fill_value=np.nan,
+            dtype=RS_DTYPES[rs_dtype], chunks=(c, n_sub, min(unit_chunk, d_model)), fill_value=_FILL[rs_dtype],
         )
+        if rs_dtype == "bfloat16":
+            rs.attrs["values"] = ("bfloat16 bits: as float32, (ds.rs.values.astype('uint32') << 16).view('float32'); "
+                                  "transformer_dynamics.store readers return float32")
         rs.attrs["coordinates"] = "layer kind hook" if layout == "last" else "sample position token_id layer kind hook"
         rs.attrs["long_name"] = ("residual stream at the last token" if layout == "last"
                                  else "residual stream at the captured token positions")
@@ -257,7 +308,8 @@ def create_from_arrays(
             _new_array(g, name, data, dims, chunks=chunks, **kw)
         _new_array(g, "chunk_done", (n_chunks,), (f"{rdim}_chunk",), dtype="bool", chunks=(n_chunks,),
                    fill_value=False)
-        g.attrs.update({"format_version": FORMAT_VERSION, "layout": layout, "row_chunk": c, **(attrs or {})})
+        g.attrs.update({"format_version": FORMAT_VERSION, "layout": layout, "row_chunk": c, "rs_dtype": rs_dtype,
+                        **(attrs or {})})
         return g
 
 
@@ -341,6 +393,7 @@ class RowWriter:
             raise ValueError(f"start row {start} is not at a chunk boundary (chunks of {self.c} rows)")
         self.buf: list[np.ndarray] = []
         self.buf_start = int(start)
+        self.rs_dtype = str(group.attrs.get("rs_dtype", "float32"))
 
     def add(self, row0: int, rows: np.ndarray) -> list[int]:
         """Add the rows ``row0 .. row0 + len(rows)``; return the chunks written."""
@@ -373,7 +426,7 @@ class RowWriter:
                 n = min(self.T, r0 + self.c) - r0
                 if len(data) - pos < n:
                     break
-                rs[r0 : r0 + n] = data[pos : pos + n].astype(np.float32, copy=False)
+                rs[r0 : r0 + n] = encode_rs(data[pos : pos + n], self.rs_dtype)
                 done[r0 // self.c] = True
                 written.append(r0 // self.c)
                 pos += n
@@ -483,7 +536,8 @@ class CheckedArray:
     and unit-step slices (what the analyses use).
     """
 
-    def __init__(self, array: zarr.Array, store_name: str, manifest: dict[str, Any] | None = None) -> None:
+    def __init__(self, array: zarr.Array, store_name: str, manifest: dict[str, Any] | None = None,
+                 rs_dtype: str = "float32") -> None:
         self.array = array
         self.store_name = store_name
         self.name = array.path.rsplit("/", 1)[-1]
@@ -492,10 +546,11 @@ class CheckedArray:
             raise StoreIntegrityError(f"{store_name}: array '{self.name}' is not in the store's {MANIFEST}; "
                                       "delete the store and run snakemake again")
         self.grid = tuple(-(-n // c) for n, c in zip(array.shape, array.chunks))
+        self.rs_dtype = rs_dtype if self.name == "rs" else None
 
     shape = property(lambda self: self.array.shape)
     chunks = property(lambda self: self.array.chunks)
-    dtype = property(lambda self: self.array.dtype)
+    dtype = property(lambda self: np.dtype(np.float32) if self.rs_dtype else self.array.dtype)
     ndim = property(lambda self: self.array.ndim)
 
     def __len__(self) -> int:
@@ -554,7 +609,8 @@ class CheckedArray:
         coords = list(itertools.product(*self._chunk_ranges(sel)))
         self.check_present(coords)
         try:
-            return self.array[sel]
+            out = self.array[sel]
+            return decode_rs(out, self.rs_dtype) if self.rs_dtype else out
         except Exception as exc:  # find the chunk that does not decode, name it
             for c in coords:
                 self._decode(c)
@@ -580,7 +636,7 @@ def _sync(coro: Any) -> Any:
 def checked(path_or_group: str | Path | zarr.Group, name: str = "rs") -> CheckedArray:
     """The array ``name`` of a store, wrapped so that reads fail on a bad chunk (:class:`CheckedArray`)."""
     g = _as_group(path_or_group)
-    return CheckedArray(g[name], _store_name(g), read_manifest(g))
+    return CheckedArray(g[name], _store_name(g), read_manifest(g), str(g.attrs.get("rs_dtype", "float32")))
 
 
 def _store_name(group: zarr.Group) -> str:
@@ -805,9 +861,11 @@ def gather(shards: Sequence[str | Path], path: str | Path, drop_attrs: Sequence[
         if n == "text_first_row":
             parts = [p + row0[i] for i, p in enumerate(parts)]
         per_text[n] = np.concatenate(parts)
-    attrs = {k: v for k, v in first.attrs.items() if k not in set(drop_attrs) | {"format_version", "layout", "row_chunk"}}
+    skip = set(drop_attrs) | {"format_version", "layout", "row_chunk", "rs_dtype"}
+    attrs = {k: v for k, v in first.attrs.items() if k not in skip}
     g = create_from_arrays(path, layout, list(first["sublayer"][:]), int(first["rs"].shape[2]), per_row, per_text,
-                           int(first["rs"].chunks[0]), int(first["rs"].chunks[2]), attrs)
+                           int(first["rs"].chunks[0]), int(first["rs"].chunks[2]), attrs,
+                           str(first.attrs.get("rs_dtype", "float32")))
     writer = RowWriter(g)
     for src, r0 in zip(srcs, row0):
         rs = checked(src, "rs")
@@ -837,7 +895,7 @@ def verify(path_or_group: str | Path | zarr.Group, check_finite: bool = True, wo
     manifest = read_manifest(g)
     counts = {}
     for arr_name, arr in sorted(g.arrays()):
-        view = CheckedArray(arr, name, manifest)
+        view = CheckedArray(arr, name, manifest, str(g.attrs.get("rs_dtype", "float32")))
         grid = _chunk_grid(arr)
         view.check_present(grid)
 

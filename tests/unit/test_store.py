@@ -439,3 +439,56 @@ def test_gather_refuses_a_shard_with_a_misplaced_chunk(tmp_path):
     swap(chunk_file(parts[0], (0, 0, 0)), chunk_file(parts[0], (0, 0, 1)))
     with pytest.raises(store.StoreIntegrityError, match=r"shard0.zarr: array 'rs', chunk 0\.0\.0 .*is misplaced"):
         extraction.gather_shards(parts, tmp_path / "g.zarr")
+
+
+# --- the store in the model's dtype (extraction.store_dtype: model) --------------------------
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_a_half_precision_store_holds_the_capture_bit_exactly(tmp_path, dtype):
+    import torch
+
+    from transformer_dynamics.capture import capture
+
+    m = make_tiny_model("llama", seed=11).to(getattr(torch, dtype))
+    loaded = LoadedModel(m, None, {"source": "tiny", "dtype": dtype, "n_layers": 3, "d_model": 32})
+    seqs = random_sequences(np.random.default_rng(31), 10)
+    kw = dict(texts=None, row_chunk=4, unit_chunk=8, attrs={"seed": 0}, max_batch=3)
+    ids, n = np.arange(10), 10
+    extraction.extract_to_store(loaded, tmp_path / "half.zarr", ids, ids, seqs, store_dtype="model", **kw)
+    extraction.extract_to_store(loaded, tmp_path / "f32.zarr", ids, ids, seqs, **kw)
+    direct = np.empty((n, 6, 32), dtype=np.float32)
+    for a in range(0, n, 4):  # the extraction captures one row chunk of texts at a time
+        for idx, rs in capture(m, seqs[a : a + 4], max_batch=3):
+            direct[a + idx] = rs
+    half = store.read_rs(tmp_path / "half.zarr")
+    assert half.dtype == np.float32
+    # bit-equal to the capture and to the float32 store of the same run
+    np.testing.assert_array_equal(half.view(np.uint32), direct.view(np.uint32))
+    np.testing.assert_array_equal(half.view(np.uint32), store.read_rs(tmp_path / "f32.zarr").view(np.uint32))
+    g = store.open_store(tmp_path / "half.zarr")
+    assert g.attrs["rs_dtype"] == dtype and g.attrs["store_dtype"] == "model"
+    assert store.verify(g)["rs"] == 3 * 4
+    size = {k: sum(f.stat().st_size for f in (tmp_path / f"{k}.zarr" / "rs").rglob("*") if f.is_file())
+            for k in ("half", "f32")}
+    # half the bytes to compress; on disk less than half saved (zstd already squeezes the 16
+    # zero bits a bfloat16 value has as float32): docs/store.md has the measured sizes
+    assert g["rs"].nbytes * 2 == store.open_store(tmp_path / "f32.zarr")["rs"].nbytes and size["half"] < size["f32"], size
+    # the notebook recipe of docs/store.md
+    ds = xr.open_zarr(tmp_path / "half.zarr")
+    raw = ds.rs.values
+    value = (raw.astype("uint32") << 16).view("float32") if dtype == "bfloat16" else raw.astype("float32")
+    np.testing.assert_array_equal(value, direct)
+    # a float32 model stays float32 under store_dtype: model
+    assert extraction.resolve_store_dtype("model", "float32") == "float32"
+
+
+def test_values_that_half_precision_cannot_hold_are_refused():
+    x = np.array([1.0, 1.0 + 2**-12], dtype=np.float32)
+    for dtype in ("bfloat16", "float16"):
+        with pytest.raises(ValueError, match=f"1 of 2 values are not exact in {dtype}"):
+            store.encode_rs(x, dtype)
+    bits = store.encode_rs(np.array([1.0, -2.5, np.nan, np.inf], dtype=np.float32), "bfloat16")
+    assert bits.dtype == np.uint16 and bits[0] == 0x3F80
+    back = store.decode_rs(bits, "bfloat16")
+    assert back[0] == 1.0 and back[1] == -2.5 and np.isnan(back[2]) and np.isinf(back[3])

@@ -15,6 +15,9 @@ import pytest
 from workflow_utils import planned_jobs, snakemake, tiny_config, write_config
 
 
+# half of the default buckets (the job count, so the tier's time, scales with them): the
+# whole-text and last-token views, one early bucket and one the tiny texts rarely fill
+BUCKETS = ["all", "1", "32+", "last"]
 PAPER_OUTPUTS = ("activations", "stats", "rotations", "pca", "autoencoder", "perturbations", "figures/fig")
 
 
@@ -41,10 +44,10 @@ def positions_run(tmp_path_factory, tiny_model_dir, finished_run):
     shutil.copytree(finished_run, wd, symlinks=True, dirs_exist_ok=True)
     cfg = tiny_config(tiny_model_dir, extraction={"shard_size": 16, "sample_chunk": 8, "unit_chunk": 16,
                                                   "positions": "sample:4", "token_chunk": 20},
-                      positions={"min_tokens": 8})
+                      positions={"min_tokens": 8, "buckets": BUCKETS})
     write_config(wd, cfg)
     jobs = planned_jobs(wd)
-    buckets = 8  # positions.buckets by default; the tiny model has 48 units = 3 unit blocks of 16
+    buckets = len(BUCKETS)  # the tiny model has 48 units = 3 unit blocks of 16
     # the position store is extracted like the last-token store: sharded (2 shards of 16 and 8
     # texts per condition) and gathered; every bucket view fans out over the unit blocks
     assert jobs.get("extract_shard") == 4 and jobs.get("gather_activations") == 2, jobs
@@ -126,13 +129,13 @@ def test_editing_a_position_option_reruns_only_position_jobs(positions_run):
     import yaml
 
     cfg = yaml.safe_load(cfg_path.read_text())
-    cfg["positions"] = {"min_tokens": 9}
+    cfg["positions"] = {"min_tokens": 9, "buckets": BUCKETS}
     write_config(positions_run, cfg)
     try:
         jobs = planned_jobs(positions_run)
         outputs = planned_outputs(positions_run)
     finally:
-        cfg["positions"] = {"min_tokens": 8}
+        cfg["positions"] = {"min_tokens": 8, "buckets": BUCKETS}
         write_config(positions_run, cfg)
     assert jobs.get("view_status", 0) > 0 and "extract_shard" not in jobs, jobs
     paper = [o for o in outputs if o.startswith(tuple(f"results/tiny/{d}" for d in PAPER_OUTPUTS))]
