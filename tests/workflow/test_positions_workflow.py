@@ -107,7 +107,8 @@ def test_last_bucket_reproduces_the_last_token_workflow(positions_run):
     assert status["analysed"] and status["n_tokens"] == 24
     units = pd.read_parquet(b / "stats" / "original" / "units.parquet")
     ref = pd.read_parquet(r / "stats" / "original" / "units.parquet")
-    pd.testing.assert_frame_equal(units.reset_index(drop=True), ref.reset_index(drop=True), rtol=1e-6, atol=1e-9)
+    # atol: Pearson r, MI and means near 0 differ by ~1e-7 in absolute terms (float32 capture)
+    pd.testing.assert_frame_equal(units.reset_index(drop=True), ref.reset_index(drop=True), rtol=1e-6, atol=1e-6)
     rot = pd.read_parquet(b / "rotations" / "original.parquet")
     rref = pd.read_parquet(r / "rotations" / "original.parquet")
     np.testing.assert_allclose(rot["abs_R"].to_numpy(), rref["abs_R"].to_numpy(), rtol=1e-6)

@@ -145,7 +145,10 @@ def model_dims(
     local = source in {"embedded", "random-init"} or _looks_like_path(source)
     if override and "n_layers" in override and "d_model" in override and not local:
         return int(override["n_layers"]), int(override["d_model"])
-    cfg = model_config(source, architecture)
+    try:
+        cfg = model_config(source, architecture)
+    except ModelLoadError as err:  # the config key first: what to edit
+        raise ModelLoadError(f"{where}.source: {err}") from None
     n_layers, d_model = cfg["n_layers"], cfg["d_model"]
     check_dims({"source": source, "n_layers": n_layers, "d_model": d_model}, override, where)
     return n_layers, d_model
