@@ -16,8 +16,10 @@ smoke test). Prints, all measured in this run on this machine:
    and memory; capture throughput (tokens/s, model TFLOP/s, MFU against the dense bf16 peak
    measured by an 8192^3 matmul in the same run and against the datasheet 989 TFLOP/s) for
    several batch budgets, beside naive ``output_hidden_states`` (batches of 32 in corpus
-   order); the full ``extract_to_store`` path (capture + float32 chunks with checksums
-   written to a Zarr store on local disk).
+   order); the full ``extract_to_store`` path (capture + chunks with checksums written to a
+   Zarr store on local disk, float32 and in the model's dtype: store bytes per token).
+3. PCA (global and per-sublayer spectra) at width 4096 with torch on the device against the
+   numpy/LAPACK path on the CPU.
 
 Sequence lengths are drawn from ``--lengths`` (a .npy of token counts of the real corpus),
 else uniformly from 30-130 tokens. Token ids are random (the speed of a forward pass does
@@ -218,18 +220,22 @@ def throughput(args) -> list[str]:
     raw_gb = args.n * 2 * cfg.num_hidden_layers * cfg.hidden_size * 4 / 1e9
     lines += ["", f"extract_to_store: capture + {raw_gb:.2f} GB of float32 chunks (zstd + CRC32C) on local disk, "
               "then finalize (every chunk re-read and checked)", "",
-              "| chunk writes | sample_chunk | capture + writes s | finalize s | total s | tokens/s | MFU (measured peak) |",
-              "|---|---|---|---|---|---|---|"]
+              "| chunk writes | sample_chunk | store dtype | capture + writes s | finalize s | total s | tokens/s "
+              "| MFU (measured peak) | store bytes/token |",
+              "|---|---|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
-        for overlap, sc in ((False, 64), (True, 64), (True, 256)):
-            path = Path(tmp) / f"store-{overlap}-{sc}.zarr"
+        for overlap, sc, sd in ((False, 64, "float32"), (True, 64, "float32"), (True, 256, "float32"),
+                                (True, 256, "model")):
+            path = Path(tmp) / f"store-{overlap}-{sc}-{sd}.zarr"
             t = time.perf_counter()
             res = extract_to_store(loaded, path, np.arange(args.n), np.arange(args.n), seqs, row_chunk=sc,
                                    unit_chunk=64, attrs={"bench": "gpu_check"}, log=open(os.devnull, "w"),
-                                   overlap_writes=overlap)
+                                   overlap_writes=overlap, store_dtype=sd)
             wall = time.perf_counter() - t
-            lines.append(f"| {'background thread' if overlap else 'sequential'} | {sc} | {res['seconds']:.2f} | "
-                         f"{res['finalize_seconds']:.2f} | {wall:.2f} | {n_tok / wall:,.0f} | {flops / wall / 1e12 / peak:.0%} |")
+            nbytes = sum(f.stat().st_size for f in (path / "rs").rglob("*") if f.is_file())
+            lines.append(f"| {'background thread' if overlap else 'sequential'} | {sc} | {store.open_store(path).attrs['rs_dtype']} "
+                         f"| {res['seconds']:.2f} | {res['finalize_seconds']:.2f} | {wall:.2f} | {n_tok / wall:,.0f} "
+                         f"| {flops / wall / 1e12 / peak:.0%} | {nbytes / args.n:,.0f} |")
             print(lines[-1], flush=True)
         size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e9
         lines.append(f"\nstore on disk {size:.2f} GB; verify of it:")
@@ -239,6 +245,31 @@ def throughput(args) -> list[str]:
             secs = time.perf_counter() - t
             lines.append(f"  verify, {workers or 'default'} thread(s): {secs:.2f} s ({size / secs:.2f} GB/s compressed)")
             print(lines[-1], flush=True)
+    return lines
+
+
+def pca_timing(device: str, n: int = 1000, sublayers: int = 64, width: int = 4096) -> list[str]:
+    """fit_pca's global PCA and per-sublayer spectra at the 8B width, on ``device`` (torch)
+    and on the CPU path (numpy/LAPACK), on the same synthetic (n, 2L, D) activations."""
+    from transformer_dynamics import pca
+    from transformer_dynamics.sublayers import sublayer_labels
+
+    rs = np.random.default_rng(0).normal(size=(n, sublayers, width)).astype(np.float32)
+    chunks = [rs[i : i + 256] for i in range(0, n, 256)]
+    labels = sublayer_labels(sublayers // 2)[:8]
+    lines = ["", f"PCA at N={n}, 2L={sublayers}, D={width} (synthetic float32)", "",
+             "| path | global PCA s | 8 sublayer spectra s (Gram route) |", "|---|---|---|"]
+    for name, dev in ((f"torch on {device}", device), ("numpy/LAPACK on the CPU", None)):
+        sync(device)
+        t = time.perf_counter()
+        pca.fit_pca(chunks, 100, dev)
+        sync(device)
+        g = time.perf_counter() - t
+        t = time.perf_counter()
+        pca.per_sublayer_spectra([c[:, :8] for c in chunks], labels, 100, n, dev)
+        sync(device)
+        lines.append(f"| {name} | {g:.2f} | {time.perf_counter() - t:.2f} |")
+        print(lines[-1], flush=True)
     return lines
 
 
@@ -258,6 +289,7 @@ def main() -> int:
         report += ["## Capture correctness on " + args.device, ""] + correctness(args.device) + [""]
         print("\n".join(report), flush=True)
     report += ["## 8B-shaped throughput", ""] + throughput(args)
+    report += ["", "## PCA on the device against the CPU path"] + pca_timing(args.device)
     text = "\n".join(report)
     print(text)
     if args.out:

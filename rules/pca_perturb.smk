@@ -23,9 +23,11 @@ rule fit_pca:
     resources:
         mem_mb=pca_memory,
         runtime=60,
+        gpu=1 if config["pca"]["device"] == "cuda" else 0,
     params:
         made_for=store_made_for,
         code=code("fit_pca.py"),
+        device=config["pca"]["device"],
         view=view_spec,
         n_components=view_n_components,
         memory_mb=config["pca"]["memory_mb"],

@@ -11,7 +11,7 @@ with rule_logging(snakemake):
     if not skip_unanalysed(snakemake):
         p, out = snakemake.params, snakemake.output
         acts = open_view(snakemake.input.store, made_for=p.made_for, **(p.view or {}))
-        res, tables = pca.pca_tables(acts, p.n_components, p.memory_mb)
+        res, tables = pca.pca_tables(acts, p.n_components, p.memory_mb, None if p.device == "cpu" else p.device)
         res.save(out.model)
         for name, table in tables.items():
             table.to_parquet(out[name], index=False)

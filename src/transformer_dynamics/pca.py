@@ -11,6 +11,11 @@ Fig 4C ("explained variance per layer using 100 PC components") is computed per 
 the PCA of that sublayer's N vectors (centred by the sublayer's own mean), cumulative
 explained variance over its first ``min(100, D, N-1)`` components, and the number of
 components needed for 90 %.
+
+``device=None`` (config ``pca.device: cpu``) computes with numpy and LAPACK (``syevr`` on an
+index subset); ``device="cuda"`` (or any torch device) accumulates the same float64 scatter
+or Gram matrices with torch on that device and takes a full ``torch.linalg.eigh``. The two
+agree to float64 rounding (tested on the CPU with ``device="cpu"``).
 """
 
 from __future__ import annotations
@@ -105,8 +110,24 @@ def _top_eigenvalues(xtx: np.ndarray, total: np.ndarray, n: int, k: int) -> tupl
     return np.clip(w[::-1], 0, None), float(np.trace(C))
 
 
-def fit_pca(chunks: Iterable[np.ndarray], n_components: int | None = None) -> PCAResult:
-    """Global PCA over every vector of every sublayer, streaming over ``(n, 2L, D)`` chunks."""
+def _torch_top(C: Any, k: int, vectors: bool) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """Top ``k`` eigenvalues (descending, >= 0), their eigenvectors as rows (``vectors``) and
+    the trace of the symmetric float64 torch matrix ``C`` (on any device)."""
+    import torch
+
+    C = (C + C.T) / 2
+    trace = float(torch.trace(C))
+    if vectors:
+        w, V = torch.linalg.eigh(C)
+        return (w.flip(0)[:k].clamp(min=0).cpu().numpy(), _sign_fix(V.flip(1)[:, :k].T.cpu().numpy()), trace)
+    return torch.linalg.eigvalsh(C).flip(0)[:k].clamp(min=0).cpu().numpy(), None, trace
+
+
+def fit_pca(chunks: Iterable[np.ndarray], n_components: int | None = None, device: str | None = None) -> PCAResult:
+    """Global PCA over every vector of every sublayer, streaming over ``(n, 2L, D)`` chunks
+    (``device``: see the module docstring)."""
+    if device is not None:
+        return _fit_pca_torch(chunks, n_components, device)
     xtx = None
     total = None
     n = 0
@@ -123,6 +144,29 @@ def fit_pca(chunks: Iterable[np.ndarray], n_components: int | None = None) -> PC
     mean, w, V, total_var = _eig_from_scatter(xtx, total, n, n_components)
     evr = w / total_var if total_var > 0 else np.zeros_like(w)
     return PCAResult(mean, V, np.sqrt(w), evr, n)
+
+
+def _fit_pca_torch(chunks: Iterable[np.ndarray], n_components: int | None, device: str) -> PCAResult:
+    """:func:`fit_pca` with the scatter matrix and its eigendecomposition in torch on ``device``."""
+    import torch
+
+    xtx = total = None
+    n = 0
+    for rs in chunks:
+        X = torch.from_numpy(np.asarray(rs, dtype=np.float64).reshape(-1, rs.shape[-1])).to(device)
+        if xtx is None:
+            xtx = torch.zeros(X.shape[1], X.shape[1], dtype=torch.float64, device=device)
+            total = torch.zeros(X.shape[1], dtype=torch.float64, device=device)
+        xtx += X.T @ X
+        total += X.sum(dim=0)
+        n += X.shape[0]
+    if xtx is None or n < 2:
+        raise ValueError("PCA needs at least two vectors")
+    mean = total / n
+    D = xtx.shape[0]
+    w, V, total_var = _torch_top(xtx - n * torch.outer(mean, mean), D if n_components is None else min(n_components, D), True)
+    evr = w / total_var if total_var > 0 else np.zeros_like(w)
+    return PCAResult(mean.cpu().numpy(), V, np.sqrt(w), evr, n)
 
 
 def sublayer_group_size(n_samples: int, d_model: int, memory_mb: int) -> int:
@@ -147,6 +191,7 @@ def per_sublayer_spectra(
     labels: list[str],
     max_components: int = 100,
     n_samples: int | None = None,
+    device: str | None = None,
 ) -> pd.DataFrame:
     """Cumulative explained variance of each sublayer's own PCA (Fig 4C).
 
@@ -159,6 +204,7 @@ def per_sublayer_spectra(
         paper's N = 1000 at width 4096) the spectrum comes from the ``n x n`` Gram matrix of
         the centred vectors, whose nonzero eigenvalues are those of the ``D x D`` covariance:
         an ``n``-sized instead of a ``D``-sized eigenproblem per sublayer.
+    device : None (numpy/LAPACK) or a torch device (module docstring)
 
     Returns
     -------
@@ -169,6 +215,8 @@ def per_sublayer_spectra(
     xtx = None
     tot = None
     n = 0
+    if device is not None:
+        return _per_sublayer_spectra_torch(chunk_iter, labels, max_components, n_samples, device)
     for rs in chunk_iter:
         X = np.asarray(rs, dtype=np.float64)
         S, D = X.shape[1], X.shape[2]
@@ -201,11 +249,55 @@ def per_sublayer_spectra(
             w, total_var = np.clip(w[::-1], 0, None), float(np.trace(G))
         else:
             w, total_var = _top_eigenvalues(xtx[s], tot[s], n, k)
-        evr = w / total_var if total_var > 0 else np.zeros_like(w)
-        rows.append(pd.DataFrame({
-            "sublayer_index": s, "sublayer": labels[s], "component": np.arange(1, k + 1),
-            "explained_variance_ratio": evr[:k], "cumulative": np.cumsum(evr)[:k],
-        }))
+        rows.append(_spectrum_rows(s, labels[s], w, total_var, k))
+    return pd.concat(rows, ignore_index=True)
+
+
+def _spectrum_rows(s: int, label: str, w: np.ndarray, total_var: float, k: int) -> pd.DataFrame:
+    evr = w / total_var if total_var > 0 else np.zeros_like(w)
+    return pd.DataFrame({
+        "sublayer_index": s, "sublayer": label, "component": np.arange(1, k + 1),
+        "explained_variance_ratio": evr[:k], "cumulative": np.cumsum(evr)[:k],
+    })
+
+
+def _per_sublayer_spectra_torch(
+    chunk_iter: Iterable[np.ndarray], labels: list[str], max_components: int, n_samples: int | None, device: str
+) -> pd.DataFrame:
+    """:func:`per_sublayer_spectra` with the Gram or scatter matrices in torch on ``device``."""
+    import torch
+
+    gram = xtx = tot = None
+    n = 0
+    for rs in chunk_iter:
+        X = torch.from_numpy(np.asarray(rs, dtype=np.float64)).to(device)
+        S, D = X.shape[1], X.shape[2]
+        if n_samples is not None and n_samples < D:
+            if gram is None:
+                gram = torch.empty(S, n_samples, D, dtype=torch.float64, device=device)
+            gram[:, n : n + X.shape[0]] = X.transpose(0, 1)
+        else:
+            if xtx is None:
+                xtx = torch.zeros(S, D, D, dtype=torch.float64, device=device)
+                tot = torch.zeros(S, D, dtype=torch.float64, device=device)
+            Xs = X.transpose(0, 1)  # (S, n, D): one batched GEMM
+            xtx += Xs.transpose(1, 2) @ Xs
+            tot += X.sum(dim=0)
+        n += X.shape[0]
+    if gram is not None and n != n_samples:
+        raise ValueError(f"expected {n_samples} rows, got {n}")
+    rows = []
+    n_sub, D = (gram.shape[0], gram.shape[2]) if gram is not None else (xtx.shape[0], xtx.shape[1])
+    for s in range(n_sub):
+        k = min(max_components, D, max(1, n - 1))
+        if gram is not None:
+            Xc = gram[s] - gram[s].mean(dim=0)
+            C = Xc @ Xc.T
+        else:
+            mean = tot[s] / n
+            C = xtx[s] - n * torch.outer(mean, mean)
+        w, _, total_var = _torch_top(C, k, False)
+        rows.append(_spectrum_rows(s, labels[s], w, total_var, k))
     return pd.concat(rows, ignore_index=True)
 
 
@@ -246,7 +338,7 @@ def spectrum_table(res: PCAResult) -> pd.DataFrame:
     })
 
 
-def sublayer_spectra_in_groups(store: Any, n_components: int, memory_mb: int) -> pd.DataFrame:
+def sublayer_spectra_in_groups(store: Any, n_components: int, memory_mb: int, device: str | None = None) -> pd.DataFrame:
     """:func:`per_sublayer_spectra` of every sublayer of ``store``, in groups of sublayers whose
     scatter matrices (or Gram vectors) fit ``memory_mb`` (:func:`sublayer_group_size`), one
     pass over the store per group (Fig 4C).
@@ -260,18 +352,21 @@ def sublayer_spectra_in_groups(store: Any, n_components: int, memory_mb: int) ->
     parts = []
     for s0 in range(0, S, per_group):
         sl = slice(s0, min(S, s0 + per_group))
-        spec = per_sublayer_spectra(store.chunks(sl, rows), store.labels[sl], n_components, N)
+        spec = per_sublayer_spectra(store.chunks(sl, rows), store.labels[sl], n_components, N, device)
         spec["sublayer_index"] += s0
         parts.append(spec)
     return pd.concat(parts, ignore_index=True)
 
 
-def pca_tables(store: Any, n_components: int, memory_mb: int) -> tuple[PCAResult, dict[str, pd.DataFrame]]:
+def pca_tables(
+    store: Any, n_components: int, memory_mb: int, device: str | None = None
+) -> tuple[PCAResult, dict[str, pd.DataFrame]]:
     """Everything §2.8 / Fig 4A-C needs from one store, streamed over sample chunks.
 
     ``store`` is an :class:`~transformer_dynamics.store.ActivationStore` (anything with
     ``labels``, ``n_samples``, ``d_model``, ``sample_chunk``, ``chunks(sublayers=None, rows=None)``
     and ``iter_samples()``). Scatter matrices are updated ~256 samples at a time (:func:`update_rows`).
+    ``device``: None (numpy/LAPACK) or a torch device such as ``cuda`` (module docstring).
 
     Returns
     -------
@@ -280,8 +375,8 @@ def pca_tables(store: Any, n_components: int, memory_mb: int) -> tuple[PCAResult
     (:func:`sublayer_spectra_in_groups`) and ``n_pcs`` (components for 90 % and 50 % per
     sublayer, :func:`n_components_for`).
     """
-    res = fit_pca(store.chunks(rows=update_rows(store.sample_chunk)), n_components)
-    spectra = sublayer_spectra_in_groups(store, n_components, memory_mb)
+    res = fit_pca(store.chunks(rows=update_rows(store.sample_chunk)), n_components, device)
+    spectra = sublayer_spectra_in_groups(store, n_components, memory_mb, device)
     return res, {
         "trajectories": trajectories(store.iter_samples(), res, 2),
         "spectrum": spectrum_table(res),

@@ -96,3 +96,26 @@ def test_pca_tables_in_sublayer_groups_equal_one_pass():
     np.testing.assert_allclose(one["spectrum"]["cumulative"], np.cumsum(res.explained_variance_ratio))
     assert len(one["trajectories"]) == 30 * 8
     assert P.update_rows(7) in st.rows_seen  # scatter matrices updated ~256 samples at a time
+
+
+def test_the_torch_path_equals_the_numpy_path_and_sklearn():
+    """pca.device: cuda runs the torch code; here the same code on the CPU against sklearn and
+    the numpy path (global PCA, per-sublayer spectra by the scatter and the Gram route)."""
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng()
+    D = 16
+    rs = rng.normal(size=(50, 4, D)) @ rng.normal(size=(D, D)) + rng.normal(size=D)
+    res = P.fit_pca([rs[:20], rs[20:]], n_components=6, device="cpu")
+    ref = P.fit_pca([rs[:20], rs[20:]], n_components=6)
+    sk = PCA().fit(rs.reshape(-1, D))
+    np.testing.assert_allclose(res.explained_variance_ratio, sk.explained_variance_ratio_[:6], atol=1e-10)
+    np.testing.assert_allclose(res.singular_values, ref.singular_values, rtol=1e-10)
+    np.testing.assert_allclose(res.mean, ref.mean, atol=1e-12)
+    np.testing.assert_allclose(res.components, ref.components, atol=1e-8)  # the same signs (_sign_fix)
+    labels = sublayer_labels(2)
+    for n_samples in (None, 12):  # scatter route; Gram route (n < D)
+        chunks = [rs[:12, :, :][:6], rs[:12][6:]] if n_samples else [rs[:20], rs[20:]]
+        got = P.per_sublayer_spectra(chunks, labels, max_components=5, n_samples=n_samples, device="cpu")
+        want = P.per_sublayer_spectra(chunks, labels, max_components=5, n_samples=n_samples)
+        pd.testing.assert_frame_equal(got, want, rtol=1e-9, atol=1e-12)

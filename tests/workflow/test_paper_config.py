@@ -42,7 +42,8 @@ def test_the_paper_config_runs_offline_with_local_stand_ins(tmp_path, tiny_model
              )
     local = re.sub(r"^(\s+device:) cuda", r"\1 cpu", local, flags=re.M)
     changed = [line for line in difflib.ndiff(text.splitlines(), local.splitlines()) if line.startswith("+ ")]
-    assert len(changed) == 4, changed  # the two sources and the two devices, nothing else
+    devices = len(re.findall(r"^\s+device: cuda", text, flags=re.M))  # the model, PCA and the CAE
+    assert devices == 3 and len(changed) == 2 + devices, changed  # the two sources and the devices, nothing else
     (tmp_path / "config.yaml").write_text(local)
     opts = ("--replace-workflow-config",)
     jobs = planned_jobs(tmp_path, *opts)
