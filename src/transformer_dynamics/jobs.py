@@ -382,7 +382,8 @@ class Plan:
         from .progress import fmt_seconds
 
         cfg, pert = self.cfg, self.cfg["perturbations"]
-        lines, total = [], 0.0
+        per_model: list[tuple[dict[str, float], int, str]] = []
+        total = 0.0
         for m in self.models:
             todo = [c for c in self.conditions if not self.store_current(m, c)]
             runs = sum(pert["grid"] ** 2 if k == "teleport" else pert["n_random"] for k in pert["kinds"])
@@ -398,9 +399,11 @@ class Plan:
             est["total"] -= est["extraction"] * (1 - len(todo) / len(self.conditions))
             total += est["total"]
             how = f"{rate:.0f} tok/s measured in an earlier run" if rate else "throughput assumed from the model size"
-            lines.append(f"  {m}: ~{fmt_seconds(est['total'])} (extraction of {len(todo)} condition(s) "
-                         f"~{fmt_seconds(est['extraction'] * len(todo) / len(self.conditions))}, {how})")
+            per_model.append((est, len(todo), how))
         slow, load, ncpu = busy_factor(cores)
+        lines = [f"  {m}: ~{fmt_seconds(est['total'] * slow)} (extraction of {todo} condition(s) "
+                 f"~{fmt_seconds(est['extraction'] * todo / len(self.conditions) * slow)}, {how})"
+                 for m, (est, todo, how) in zip(self.models, per_model)]
         where = (f"{cores} idle cores" if slow == 1.0 else
                  f"{cores} cores on a busy machine (load average {load:.1f} on {ncpu} CPUs: times x{slow:.1f})")
         return "\n".join(
