@@ -405,7 +405,7 @@ class Plan:
                  f"~{fmt_seconds(est['extraction'] * todo / len(self.conditions) * slow)}, {how})"
                  for m, (est, todo, how) in zip(self.models, per_model)]
         where = (f"{cores} idle cores" if slow == 1.0 else
-                 f"{cores} cores on a busy machine (load average {load:.1f} on {ncpu} CPUs: times x{slow:.1f})")
+                 f"{cores} cores on a busy machine ({load:.1f} of {ncpu} CPUs busy with other work: times x{slow:.1f})")
         return "\n".join(
             [f"Estimated time from scratch with {where} (finished steps are skipped): ~{fmt_seconds(total * slow)}"]
             + lines
@@ -414,20 +414,43 @@ class Plan:
         )
 
 
-def busy_factor(cores: int) -> tuple[float, float, int]:
-    """How much longer than on an idle machine the run takes: ``(factor, load, cpus)``.
+def busy_cpus(seconds: float = 0.5) -> float:
+    """How many CPUs other work keeps busy now: the non-idle share of ``/proc/stat``'s CPU time
+    over ``seconds``, times the CPUs (the caller sleeps meanwhile, so it is not counted).
+    Where ``/proc/stat`` is missing, the 1-minute load average (which trails: it still
+    counts work that ended a minute ago)."""
+    import os
+    import time
 
-    The run's ``cores`` busy threads share the CPUs this process may use with what already
-    runs (the 1-minute load average): with ``load + cores`` runnable threads on ``cpus``
-    CPUs each gets ``cpus / (load + cores)`` of one, so the factor is ``(load + cores) /
-    cpus`` when above 1 (1.0 below 1.1: an idle machine, or noise).
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as fh:
+            vals = [int(v) for v in fh.readline().split()[1:]]
+        return sum(vals), vals[3] + (vals[4] if len(vals) > 4 else 0)  # total, idle + iowait
+
+    try:
+        t0, i0 = sample()
+        time.sleep(seconds)
+        t1, i1 = sample()
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0]
+    cpus = os.cpu_count() or 1
+    return (1 - (i1 - i0) / max(t1 - t0, 1)) * cpus
+
+
+def busy_factor(cores: int) -> tuple[float, float, int]:
+    """How much longer than on an idle machine the run takes: ``(factor, busy, cpus)``.
+
+    The run's ``cores`` busy threads share the CPUs this process may use with the work
+    already running (``busy`` CPUs, :func:`busy_cpus`): with ``busy + cores`` runnable
+    threads on ``cpus`` CPUs each gets ``cpus / (busy + cores)`` of one, so the factor is
+    ``(busy + cores) / cpus`` when above 1.1 (else 1.0: an idle machine, or noise).
     """
     import os
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    load = os.getloadavg()[0]
-    factor = (load + min(cores, cpus)) / cpus
-    return (factor if factor > 1.1 else 1.0), load, cpus
+    busy = busy_cpus()
+    factor = (busy + min(cores, cpus)) / cpus
+    return (factor if factor > 1.1 else 1.0), busy, cpus
 
 
 def estimate_runtime(

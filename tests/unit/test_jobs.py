@@ -140,12 +140,32 @@ def test_the_estimate_scales_with_the_load_already_on_the_machine(monkeypatch):
     import os
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.0, 0.0))
+    monkeypatch.setattr(jobs, "busy_cpus", lambda seconds=0.5: 0.1)
     assert jobs.busy_factor(2) == (1.0, 0.1, 2)
-    monkeypatch.setattr(os, "getloadavg", lambda: (4.0, 0.0, 0.0))
-    assert jobs.busy_factor(2) == (3.0, 4.0, 2)  # 6 runnable threads on 2 CPUs
+    monkeypatch.setattr(jobs, "busy_cpus", lambda seconds=0.5: 2.0)
+    assert jobs.busy_factor(2) == (2.0, 2.0, 2)  # 4 runnable threads on 2 CPUs
     plan = jobs.Plan(filled(), dims={"smollm2-135m": (30, 576)})
     busy = plan.runtime_estimate_message(2)
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(jobs, "busy_cpus", lambda seconds=0.5: 0.0)
     idle = plan.runtime_estimate_message(2)
-    assert "busy machine (load average 4.0 on 2 CPUs: times x3.0)" in busy and "2 idle cores" in idle
+    assert "busy machine (2.0 of 2 CPUs busy with other work: times x2.0)" in busy and "2 idle cores" in idle
+
+
+def test_busy_cpus_sees_a_busy_loop_now():
+    import multiprocessing as mp
+    import os
+
+    assert 0 <= jobs.busy_cpus(0.3) <= (os.cpu_count() or 1) + 0.01
+    stop = mp.Event()
+    p = mp.Process(target=_spin, args=(stop,))
+    p.start()
+    try:
+        assert jobs.busy_cpus(0.5) >= 0.7  # one CPU kept busy by the spinning process
+    finally:
+        stop.set()
+        p.join()
+
+
+def _spin(stop):
+    while not stop.is_set():
+        pass
