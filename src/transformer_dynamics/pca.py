@@ -74,99 +74,79 @@ def _sign_fix(V: np.ndarray) -> np.ndarray:
     return V * signs[:, None]
 
 
-def _covariance(xtx: np.ndarray, total: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    mean = total / n
-    C = xtx - n * np.outer(mean, mean)
-    return mean, (C + C.T) / 2
+class _Backend:
+    """Where the float64 accumulations and eigendecompositions run: numpy and LAPACK
+    (``device=None``) or torch on ``device``. The algorithms above it are written once."""
 
+    def __init__(self, device: str | None) -> None:
+        self.device = device
+        if device is not None:
+            import torch
 
-def _eig_from_scatter(xtx: np.ndarray, total: np.ndarray, n: int, k: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Mean, the top ``k`` eigenvalues (descending, >= 0), their eigenvectors (rows) and the
-    total variance (the trace, which explained-variance ratios divide by).
+            self.torch = torch
 
-    Only the ``k`` leading eigenpairs are computed (LAPACK ``syevr`` on an index subset).
-    """
-    import scipy.linalg
+    def array(self, a: np.ndarray) -> Any:
+        a = np.asarray(a, dtype=np.float64)
+        return a if self.device is None else self.torch.from_numpy(a).to(self.device)
 
-    mean, C = _covariance(xtx, total, n)
-    D = C.shape[0]
-    k = D if k is None else min(k, D)
-    w, V = scipy.linalg.eigh(C, subset_by_index=[D - k, D - 1], driver="evr")
-    return mean, np.clip(w[::-1], 0, None), _sign_fix(V[:, ::-1].T), float(np.trace(C))
+    def zeros(self, *shape: int) -> Any:
+        return np.zeros(shape) if self.device is None else self.torch.zeros(
+            shape, dtype=self.torch.float64, device=self.device)
 
+    def contiguous(self, a: Any) -> Any:
+        return np.ascontiguousarray(a) if self.device is None else a.contiguous()
 
-def _top_eigenvalues(xtx: np.ndarray, total: np.ndarray, n: int, k: int) -> tuple[np.ndarray, float]:
-    """The ``k`` largest covariance eigenvalues (descending, >= 0) and the total variance (trace).
+    def outer(self, a: Any, b: Any) -> Any:
+        return np.outer(a, b) if self.device is None else self.torch.outer(a, b)
 
-    Eigenvalues only (no vectors), on an index subset: for D = 4096 this is several times
-    faster than a full ``eigh`` with vectors (docs/scale.md).
-    """
-    import scipy.linalg
+    def numpy(self, a: Any) -> np.ndarray:
+        return a if self.device is None else a.cpu().numpy()
 
-    _, C = _covariance(xtx, total, n)
-    D = C.shape[0]
-    k = min(k, D)
-    w = scipy.linalg.eigh(C, eigvals_only=True, subset_by_index=[D - k, D - 1], driver="evr")
-    return np.clip(w[::-1], 0, None), float(np.trace(C))
+    def top(self, C: Any, k: int, vectors: bool) -> tuple[np.ndarray, np.ndarray | None, float]:
+        """Top ``k`` eigenvalues of the symmetrised ``C`` (descending, >= 0), their
+        eigenvectors as rows (``vectors``, signs fixed) and its trace. numpy: LAPACK
+        ``syevr`` on an index subset (for D = 4096 several times faster than a full ``eigh``,
+        docs/scale.md); torch: a full ``eigh``."""
+        C = (C + C.T) / 2
+        D = C.shape[0]
+        if self.device is None:
+            import scipy.linalg
 
-
-def _torch_top(C: Any, k: int, vectors: bool) -> tuple[np.ndarray, np.ndarray | None, float]:
-    """Top ``k`` eigenvalues (descending, >= 0), their eigenvectors as rows (``vectors``) and
-    the trace of the symmetric float64 torch matrix ``C`` (on any device)."""
-    import torch
-
-    C = (C + C.T) / 2
-    trace = float(torch.trace(C))
-    if vectors:
-        w, V = torch.linalg.eigh(C)
-        return (w.flip(0)[:k].clamp(min=0).cpu().numpy(), _sign_fix(V.flip(1)[:, :k].T.cpu().numpy()), trace)
-    return torch.linalg.eigvalsh(C).flip(0)[:k].clamp(min=0).cpu().numpy(), None, trace
+            trace = float(np.trace(C))
+            if vectors:
+                w, V = scipy.linalg.eigh(C, subset_by_index=[D - k, D - 1], driver="evr")
+                return np.clip(w[::-1], 0, None), _sign_fix(V[:, ::-1].T), trace
+            w = scipy.linalg.eigh(C, eigvals_only=True, subset_by_index=[D - k, D - 1], driver="evr")
+            return np.clip(w[::-1], 0, None), None, trace
+        trace = float(self.torch.trace(C))
+        if vectors:
+            w, V = self.torch.linalg.eigh(C)
+            return w.flip(0)[:k].clamp(min=0).cpu().numpy(), _sign_fix(V.flip(1)[:, :k].T.cpu().numpy()), trace
+        return self.torch.linalg.eigvalsh(C).flip(0)[:k].clamp(min=0).cpu().numpy(), None, trace
 
 
 def fit_pca(chunks: Iterable[np.ndarray], n_components: int | None = None, device: str | None = None) -> PCAResult:
     """Global PCA over every vector of every sublayer, streaming over ``(n, 2L, D)`` chunks
     (``device``: see the module docstring)."""
-    if device is not None:
-        return _fit_pca_torch(chunks, n_components, device)
+    xp = _Backend(device)
     xtx = None
     total = None
     n = 0
     for rs in chunks:
-        X = np.asarray(rs, dtype=np.float64).reshape(-1, rs.shape[-1])
+        X = xp.array(rs).reshape(-1, rs.shape[-1])
         if xtx is None:
-            xtx = np.zeros((X.shape[1], X.shape[1]))
-            total = np.zeros(X.shape[1])
+            xtx = xp.zeros(X.shape[1], X.shape[1])
+            total = xp.zeros(X.shape[1])
         xtx += X.T @ X
-        total += X.sum(axis=0)
-        n += X.shape[0]
-    if xtx is None or n < 2:
-        raise ValueError("PCA needs at least two vectors")
-    mean, w, V, total_var = _eig_from_scatter(xtx, total, n, n_components)
-    evr = w / total_var if total_var > 0 else np.zeros_like(w)
-    return PCAResult(mean, V, np.sqrt(w), evr, n)
-
-
-def _fit_pca_torch(chunks: Iterable[np.ndarray], n_components: int | None, device: str) -> PCAResult:
-    """:func:`fit_pca` with the scatter matrix and its eigendecomposition in torch on ``device``."""
-    import torch
-
-    xtx = total = None
-    n = 0
-    for rs in chunks:
-        X = torch.from_numpy(np.asarray(rs, dtype=np.float64).reshape(-1, rs.shape[-1])).to(device)
-        if xtx is None:
-            xtx = torch.zeros(X.shape[1], X.shape[1], dtype=torch.float64, device=device)
-            total = torch.zeros(X.shape[1], dtype=torch.float64, device=device)
-        xtx += X.T @ X
-        total += X.sum(dim=0)
+        total += X.sum(0)
         n += X.shape[0]
     if xtx is None or n < 2:
         raise ValueError("PCA needs at least two vectors")
     mean = total / n
     D = xtx.shape[0]
-    w, V, total_var = _torch_top(xtx - n * torch.outer(mean, mean), D if n_components is None else min(n_components, D), True)
+    w, V, total_var = xp.top(xtx - n * xp.outer(mean, mean), D if n_components is None else min(n_components, D), True)
     evr = w / total_var if total_var > 0 else np.zeros_like(w)
-    return PCAResult(mean.cpu().numpy(), V, np.sqrt(w), evr, n)
+    return PCAResult(xp.numpy(mean), V, np.sqrt(w), evr, n)
 
 
 def sublayer_group_size(n_samples: int, d_model: int, memory_mb: int) -> int:
@@ -211,27 +191,26 @@ def per_sublayer_spectra(
     DataFrame ``sublayer_index``, ``sublayer``, ``component`` (1-based), ``explained_variance_ratio``,
     ``cumulative``.
     """
+    xp = _Backend(device)
     gram = None  # (S, n, D) vectors in the Gram route
     xtx = None
     tot = None
     n = 0
-    if device is not None:
-        return _per_sublayer_spectra_torch(chunk_iter, labels, max_components, n_samples, device)
     for rs in chunk_iter:
-        X = np.asarray(rs, dtype=np.float64)
+        X = xp.array(rs)
         S, D = X.shape[1], X.shape[2]
         if n_samples is not None and n_samples < D:
             if gram is None:
-                gram = np.empty((S, n_samples, D))
-            gram[:, n : n + X.shape[0]] = X.transpose(1, 0, 2)
+                gram = xp.zeros(S, n_samples, D)
+            gram[:, n : n + X.shape[0]] = X.swapaxes(0, 1)
         else:
             if xtx is None:
-                xtx = np.zeros((S, D, D))
-                tot = np.zeros((S, D))
+                xtx = xp.zeros(S, D, D)
+                tot = xp.zeros(S, D)
+            Xt = xp.contiguous(X.swapaxes(0, 1))  # (S, n, D)
             for s in range(S):  # one BLAS GEMM per sublayer (a batched einsum runs without BLAS)
-                Xs = np.ascontiguousarray(X[:, s])
-                xtx[s] += Xs.T @ Xs
-            tot += X.sum(axis=0)
+                xtx[s] += Xt[s].T @ Xt[s]
+            tot += X.sum(0)
         n += X.shape[0]
     if gram is not None and n != n_samples:
         raise ValueError(f"expected {n_samples} rows, got {n}")
@@ -241,14 +220,12 @@ def per_sublayer_spectra(
     for s in range(n_sub):
         k = min(max_components, D, max(1, n - 1))
         if gram is not None:
-            import scipy.linalg
-
-            Xc = gram[s] - gram[s].mean(axis=0)
-            G = Xc @ Xc.T
-            w = scipy.linalg.eigh((G + G.T) / 2, eigvals_only=True, subset_by_index=[n - k, n - 1], driver="evr")
-            w, total_var = np.clip(w[::-1], 0, None), float(np.trace(G))
+            Xc = gram[s] - gram[s].mean(0)
+            C = Xc @ Xc.T  # n x n: its nonzero eigenvalues are the covariance's
         else:
-            w, total_var = _top_eigenvalues(xtx[s], tot[s], n, k)
+            mean = tot[s] / n
+            C = xtx[s] - n * xp.outer(mean, mean)
+        w, _, total_var = xp.top(C, k, False)
         rows.append(_spectrum_rows(s, labels[s], w, total_var, k))
     return pd.concat(rows, ignore_index=True)
 
@@ -259,46 +236,6 @@ def _spectrum_rows(s: int, label: str, w: np.ndarray, total_var: float, k: int) 
         "sublayer_index": s, "sublayer": label, "component": np.arange(1, k + 1),
         "explained_variance_ratio": evr[:k], "cumulative": np.cumsum(evr)[:k],
     })
-
-
-def _per_sublayer_spectra_torch(
-    chunk_iter: Iterable[np.ndarray], labels: list[str], max_components: int, n_samples: int | None, device: str
-) -> pd.DataFrame:
-    """:func:`per_sublayer_spectra` with the Gram or scatter matrices in torch on ``device``."""
-    import torch
-
-    gram = xtx = tot = None
-    n = 0
-    for rs in chunk_iter:
-        X = torch.from_numpy(np.asarray(rs, dtype=np.float64)).to(device)
-        S, D = X.shape[1], X.shape[2]
-        if n_samples is not None and n_samples < D:
-            if gram is None:
-                gram = torch.empty(S, n_samples, D, dtype=torch.float64, device=device)
-            gram[:, n : n + X.shape[0]] = X.transpose(0, 1)
-        else:
-            if xtx is None:
-                xtx = torch.zeros(S, D, D, dtype=torch.float64, device=device)
-                tot = torch.zeros(S, D, dtype=torch.float64, device=device)
-            Xs = X.transpose(0, 1)  # (S, n, D): one batched GEMM
-            xtx += Xs.transpose(1, 2) @ Xs
-            tot += X.sum(dim=0)
-        n += X.shape[0]
-    if gram is not None and n != n_samples:
-        raise ValueError(f"expected {n_samples} rows, got {n}")
-    rows = []
-    n_sub, D = (gram.shape[0], gram.shape[2]) if gram is not None else (xtx.shape[0], xtx.shape[1])
-    for s in range(n_sub):
-        k = min(max_components, D, max(1, n - 1))
-        if gram is not None:
-            Xc = gram[s] - gram[s].mean(dim=0)
-            C = Xc @ Xc.T
-        else:
-            mean = tot[s] / n
-            C = xtx[s] - n * torch.outer(mean, mean)
-        w, _, total_var = _torch_top(C, k, False)
-        rows.append(_spectrum_rows(s, labels[s], w, total_var, k))
-    return pd.concat(rows, ignore_index=True)
 
 
 def n_components_for(spectra: pd.DataFrame, threshold: float = 0.9) -> pd.DataFrame:
